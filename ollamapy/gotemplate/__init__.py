@@ -1,0 +1,1 @@
+"""An interpreter for Go's text/template language, as Ollama's TEMPLATEs use it."""

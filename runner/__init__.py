@@ -1,0 +1,1 @@
+"""The runner: a child process that holds one model in llama-cpp-python (ollamapy.runner)."""

@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# Set everything up (test extras, docker-registry, Go toolchain) and run every test tier
+# except GPU tests. Extra arguments go to pytest.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh --test
+exec .venv/bin/python -m pytest "$@"

@@ -1,0 +1,1 @@
+"""The front process: aiohttp app, scheduler and placement (ollamapy.supervisor)."""
