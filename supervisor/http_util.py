@@ -1,0 +1,108 @@
+"""Request decoding and Ollama-style streaming responses, shared by every handler.
+
+Ollama's streaming rule: an error before the first byte is a real HTTP status with a JSON
+body; after the stream has started, it is one more NDJSON line ``{"error": "..."}`` and the
+stream ends. ``stream: false`` collects the stream into one JSON object.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import AsyncIterator, Callable
+from datetime import datetime, timezone
+from typing import Any, TypeVar
+
+from aiohttp import web
+from pydantic import BaseModel, ValidationError
+
+from ollamapy.errors import InvalidRequest, OllamapyError
+
+__all__ = ["read_request", "json_response", "respond_stream", "rfc3339_now", "rfc3339"]
+
+log = logging.getLogger("ollamapy.server")
+
+RequestT = TypeVar("RequestT", bound=BaseModel)
+
+
+async def read_request(request: web.Request, model: type[RequestT]) -> RequestT:
+    """Decode the JSON body into ``model`` with Ollama's messages for empty and bad bodies."""
+    raw = await request.read()
+    if not raw.strip():
+        raise InvalidRequest("missing request body")
+    try:
+        data = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise InvalidRequest(f"invalid character in JSON body: {exc.msg} at offset {exc.pos}") from None
+    if not isinstance(data, dict):
+        raise InvalidRequest(f"json: cannot unmarshal {type(data).__name__} into Go value of type object")
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(p) for p in first["loc"])
+        raise InvalidRequest(f"invalid value for field {field!r}: {first['msg']}") from None
+
+
+def json_response(body: Any, status: int = 200) -> web.Response:
+    """A compact JSON response as Go's encoder writes it (``application/json; charset=utf-8``)."""
+    text = json.dumps(body, separators=(",", ":"), ensure_ascii=False)
+    return web.Response(text=text, status=status, content_type="application/json", charset="utf-8")
+
+
+def _line(obj: Any) -> bytes:
+    return (json.dumps(obj, separators=(",", ":"), ensure_ascii=False) + "\n").encode()
+
+
+async def respond_stream(
+    request: web.Request,
+    events: AsyncIterator[dict[str, Any]],
+    *,
+    stream: bool,
+    collect: Callable[[list[dict[str, Any]]], dict[str, Any]] | None = None,
+) -> web.StreamResponse:
+    """Send ``events`` as NDJSON, or (``stream=False``) as one object built by ``collect``.
+
+    ``collect`` defaults to "the last event", which is what create/pull/push answer.
+    """
+    if not stream:
+        seen = [event async for event in events]
+        body = collect(seen) if collect else (seen[-1] if seen else {})
+        return json_response(body)
+
+    iterator = aiter(events)
+    try:
+        first = await anext(iterator)
+    except StopAsyncIteration:
+        return json_response({})
+    response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
+    await response.prepare(request)
+    await response.write(_line(first))
+    try:
+        async for event in iterator:
+            await response.write(_line(event))
+    except OllamapyError as exc:
+        await response.write(_line({"error": exc.message}))
+    except ConnectionResetError:
+        raise
+    except Exception as exc:  # a bug mid-stream must still end the stream with an error line
+        log.exception("error while streaming %s", request.path)
+        await response.write(_line({"error": str(exc) or type(exc).__name__}))
+    finally:
+        closer = getattr(iterator, "aclose", None)
+        if closer is not None:
+            await closer()
+    await response.write_eof()
+    return response
+
+
+def rfc3339(moment: datetime) -> str:
+    """RFC 3339 UTC with nanosecond-style fraction, as Go marshals ``time.Time``."""
+    moment = moment.astimezone(timezone.utc)
+    frac = f"{moment.microsecond:06d}".rstrip("0")
+    base = moment.strftime("%Y-%m-%dT%H:%M:%S")
+    return f"{base}.{frac}Z" if frac else f"{base}Z"
+
+
+def rfc3339_now() -> str:
+    return rfc3339(datetime.now(timezone.utc))

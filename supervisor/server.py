@@ -1,0 +1,45 @@
+"""``ollamapy serve``: logging, start-up housekeeping, and the HTTP listener."""
+
+from __future__ import annotations
+
+import logging
+
+from aiohttp import web
+
+from ollamapy import __version__, envconfig
+from ollamapy.store import ModelStore
+from ollamapy.supervisor.app import create_app
+from ollamapy.supervisor.app_keys import STORE
+
+__all__ = ["run_server", "startup_prune"]
+
+log = logging.getLogger("ollamapy.server")
+
+
+def _configure_logging() -> None:
+    logging.basicConfig(
+        level=envconfig.debug_level(),
+        format="time=%(asctime)s level=%(levelname)s source=%(name)s msg=%(message)s",
+    )
+
+
+def startup_prune(store: ModelStore) -> None:
+    """Prune unreferenced blobs at start, unless OLLAMA_NOPRUNE (spec §6)."""
+    if envconfig.noprune():
+        log.info("OLLAMA_NOPRUNE set: skipping blob pruning")
+        return
+    store.prune()
+
+
+def run_server() -> None:
+    """Serve the API on OLLAMA_HOST until SIGINT/SIGTERM."""
+    _configure_logging()
+    log.info(envconfig.describe_config())
+    host = envconfig.host()
+    app = create_app()
+
+    startup_prune(app[STORE])
+    log.info("Listening on %s:%d (version %s, Ollama API %s)", host.bind_host, host.port, __version__, envconfig.api_version())
+    web.run_app(app, host=host.bind_host, port=host.port, print=None, access_log=None, handle_signals=True)
+
+
