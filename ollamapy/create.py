@@ -142,11 +142,23 @@ def prepare_create(store: st.ModelStore, req: CreateRequest) -> CreateJob:
         if message.role not in _MESSAGE_ROLES:
             raise InvalidRequest('message role must be one of "system", "user", or "assistant"')
     if job.quantize:
-        from ollamapy.runner.quantize import FILE_TYPES
-
-        if job.quantize.lower() not in FILE_TYPES:
-            raise InvalidRequest(f"unsupported quantization type {job.quantize}")
+        _check_quantizable(store, job)
     return job
+
+
+def _check_quantizable(store: st.ModelStore, job: CreateJob) -> None:
+    from ollamapy.runner.quantize import FILE_TYPES
+
+    if job.quantize.lower() not in FILE_TYPES:
+        raise InvalidRequest(f"unsupported quantization type {job.quantize}")
+    if job.files:
+        infos = [read_gguf(store.blob_path(d)) for d in job.files.values()]
+        source_types = [i.file_type_name for i in infos if not (i.is_adapter or i.is_projector)]
+    else:
+        assert job.from_name is not None
+        source_types = [store.read_config(store.read_manifest(job.from_name)).get("file_type", "")]
+    if not source_types or source_types[0] not in QUANTIZABLE_TYPES:
+        raise InvalidRequest("quantization is only supported for F16, BF16 and F32 models")
 
 
 class _LayerWriter:
@@ -202,8 +214,6 @@ def _config_from_gguf(info: GGUFInfo) -> dict[str, Any]:
 
 def _quantize(store: st.ModelStore, layer: st.Layer, info: GGUFInfo, qtype: str, emit: Emit) -> tuple[st.Layer, GGUFInfo]:
     """Run llama.cpp's quantizer in a child process, streaming per-tensor byte progress."""
-    if info.file_type_name not in QUANTIZABLE_TYPES:
-        raise InvalidRequest("quantization is only supported for F16, BF16 and F32 models")
     target = qtype.upper()
     status = f"quantizing {info.file_type_name} model to {target}"
     sizes = {t.name: t.n_bytes for t in info.tensors}
