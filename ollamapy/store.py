@@ -438,20 +438,21 @@ class ModelStore:
 
     # -- manifests -----------------------------------------------------------------------
 
-    def _manifest_file(self, name: ModelName) -> Path:
+    def manifest_path(self, name: ModelName) -> Path:
+        """``manifests/<host>/<namespace>/<model>/<tag>`` for a valid name, else ``InvalidModelName``."""
         if not name.is_valid():
             raise InvalidModelName("invalid model name")
         return self.manifests_dir.joinpath(*name.manifest_parts())
 
     def _existing_manifest_file(self, name: ModelName) -> Path:
         """The manifest file of ``name`` exactly as spelled, or ``ModelNotFound``."""
-        path = self._manifest_file(name) if name.is_valid() else None
+        path = self.manifest_path(name) if name.is_valid() else None
         if path is None or not path.is_file():
             raise ModelNotFound(f"model '{name.display_shortest()}' not found")
         return path
 
     def has_manifest(self, name: ModelName) -> bool:
-        return name.is_valid() and self._manifest_file(name).is_file()
+        return name.is_valid() and self.manifest_path(name).is_file()
 
     def resolve_existing(self, name: ModelName) -> ModelName:
         """``name`` respelled, level by level, as the directories already on disk spell it.
@@ -504,7 +505,7 @@ class ModelStore:
         else:
             data = manifest.to_json()
         resolved = self.resolve_existing(name)
-        _atomic_write(self._manifest_file(resolved), data)
+        _atomic_write(self.manifest_path(resolved), data)
         return resolved
 
     def read_manifest(self, name: ModelName) -> Manifest:
