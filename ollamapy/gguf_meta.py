@@ -328,7 +328,9 @@ class _Cursor:
         return self._size - self.tell()
 
     def _truncated(self, what: str) -> InvalidRequest:
-        return InvalidRequest(f"invalid GGUF file: unexpected end of file reading {what} at offset {self.tell()} (truncated file?)")
+        return InvalidRequest(
+            f"invalid GGUF file: unexpected end of file reading {what} at offset {self.tell()} (truncated file?)"
+        )
 
     def _fill(self, n: int, what: str) -> None:
         """Make ``n`` bytes available at ``_pos``."""
@@ -498,7 +500,9 @@ def read_gguf(path: str | os.PathLike[str]) -> GGUFInfo:
     for name, shape, ggml_type, offset in raw_tensors:
         n_bytes = _tensor_bytes(name, shape, ggml_type)
         if data_offset + offset + n_bytes > size:
-            raise InvalidRequest(f"invalid GGUF file: data of tensor {name!r} runs past the end of the file (truncated file?)")
+            raise InvalidRequest(
+                f"invalid GGUF file: data of tensor {name!r} runs past the end of the file (truncated file?)"
+            )
         tensors.append(TensorInfo(name, shape, ggml_type, offset, n_bytes))
 
     return GGUFInfo(path=path, version=version, kv=kv, tensors=tensors, data_offset=data_offset, file_size=size)
