@@ -39,6 +39,7 @@ _SUPPORTED_VERSIONS = (2, 3)
 _DEFAULT_ALIGNMENT = 32
 _MAX_DIMS = 4  # GGML_MAX_DIMS
 _CHUNK = 1 << 20  # bytes read from the file at a time
+_MAX_ARRAY_NESTING = 16  # deeper is a corrupt (or hostile) file, not a model
 
 # GGUF value types (gguf spec, gguf_type).
 _T_UINT8, _T_INT8, _T_UINT16, _T_INT16, _T_UINT32, _T_INT32 = 0, 1, 2, 3, 4, 5
@@ -418,13 +419,15 @@ def _read_value(cur: _Cursor, vtype: int, key: str) -> Any:
     return value
 
 
-def _read_array(cur: _Cursor, key: str) -> Any:
+def _read_array(cur: _Cursor, key: str, depth: int = 1) -> Any:
+    if depth > _MAX_ARRAY_NESTING:
+        raise InvalidRequest(f"invalid GGUF file: arrays nested more than {_MAX_ARRAY_NESTING} deep in key {key!r}")
     etype = cur.unpack(_U32, key)
     count = cur.unpack(_U64, key)
     if etype == _T_STRING:
         return cur.strings(count, key)
     if etype == _T_ARRAY:
-        return [_read_array(cur, key) for _ in range(count)]
+        return [_read_array(cur, key, depth + 1) for _ in range(count)]
     fmt = _SCALAR_FORMATS.get(etype)
     if fmt is None:
         raise InvalidRequest(f"invalid GGUF file: invalid array type {etype} for key {key!r}")

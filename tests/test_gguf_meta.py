@@ -471,6 +471,15 @@ def test_absurd_counts_are_rejected_without_allocating(tmp_path: Path) -> None:
         read_gguf(_write(tmp_path, "hugekey.gguf", header))
 
 
+def test_deeply_nested_arrays_are_rejected(tmp_path: Path) -> None:
+    value: Any = (V.INT32, [1])
+    for _ in range(100):
+        value = (V.ARRAY, [value])
+    path = _write(tmp_path, "deep.gguf", _build([("x.deep", V.ARRAY, value)]))
+    with pytest.raises(InvalidRequest, match="nested"):
+        read_gguf(path)
+
+
 def test_bad_types_and_versions(tmp_path: Path) -> None:
     bad_type = b"GGUF" + struct.pack("<IQQ", 3, 0, 1) + _pack(V.STRING, "k") + struct.pack("<I", 77) + bytes(16)
     with pytest.raises(InvalidRequest, match="invalid type 77"):
