@@ -196,8 +196,10 @@ class HostAddress:
 
 
 def _url(scheme: str, netloc: str, path: str) -> str:
-    # Go's url.URL.String escapes the path, keeping the reserved characters a path may hold.
-    return f"{scheme}://{netloc}{quote(path, safe='/$&+,:;=@')}"
+    # As Go's url.URL.String: "%" of an IPv6 zone is escaped in the host, the path keeps
+    # the reserved characters a path may hold, and an empty scheme is left out.
+    prefix = f"{scheme}:" if scheme else ""
+    return f"{prefix}//{netloc.replace('%', '%25')}{quote(path, safe='/$&+,:;=@')}"
 
 
 def _join_host_port(host: str, port: int | str) -> str:
