@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from gguf import GGMLQuantizationType, GGUFWriter, LlamaFileType, TokenType
+from gguf import GGMLQuantizationType, GGUFWriter, LlamaFileType, PoolingType, TokenType
 
 __all__ = ["TinyModelSpec", "write_tiny_gguf", "write_tiny_lora", "NORMAL_PIECES"]
 
@@ -66,7 +66,7 @@ def write_tiny_gguf(path: Path | str, spec: TinyModelSpec = TinyModelSpec()) -> 
     w.add_rope_dimension_count(n_embd // spec.head_count)
     w.add_layer_norm_rms_eps(1e-5)
     if spec.pooling_type is not None:
-        w.add_pooling_type(spec.pooling_type)
+        w.add_pooling_type(PoolingType(spec.pooling_type))
     w.add_tokenizer_model("llama")
     w.add_token_list(tokens)
     w.add_token_scores(scores)
