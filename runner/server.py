@@ -1,0 +1,227 @@
+"""The runner's HTTP server (aiohttp on a Unix socket) in front of an ``Engine``.
+
+The engine works in one dedicated worker thread, so the event loop stays free to answer
+``/health`` and to notice a client that went away; a disconnect (aiohttp cancels the
+handler) sets the request's cancel event and the engine stops within one token, or within
+one graph node while it evaluates the prompt. Completions and embeddings take turns on
+the model (one at a time, waiting in arrival order); tokenize/detokenize only read the
+vocabulary and run beside them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Literal, TypeVar
+
+from aiohttp import web
+from pydantic import BaseModel, ValidationError
+
+from ollamapy.errors import InvalidRequest
+from ollamapy.runner_protocol import (
+    CompletionChunk,
+    CompletionRequest,
+    DetokenizeRequest,
+    DetokenizeResponse,
+    EmbeddingRequest,
+    ErrorResponse,
+    HealthResponse,
+    LoadSpec,
+    TokenizeRequest,
+    TokenizeResponse,
+)
+
+from .engine import Engine
+
+__all__ = ["RunnerServer", "serve"]
+
+log = logging.getLogger("ollamapy.runner")
+
+_Model = TypeVar("_Model", bound=BaseModel)
+_END = object()
+
+
+def _json(model: BaseModel, status: int = 200) -> web.Response:
+    return web.Response(body=model.model_dump_json(), status=status, content_type="application/json")
+
+
+def _error(status: int, message: str) -> web.Response:
+    return _json(ErrorResponse(error=message), status)
+
+
+class _HTTPError(Exception):
+    """Answer the request with ``status`` and ``{"error": message}``."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+class RunnerServer:
+    """Routes, load state and the single model worker of one runner process."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.status: Literal["loading", "ok"] = "loading"
+        self.progress = 0.0
+        self.active = 0
+        self._turn = asyncio.Lock()  # one completion/embedding on the model at a time
+        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="engine")
+
+    def app(self) -> web.Application:
+        app = web.Application(middlewares=[self._errors])
+        app.router.add_get("/health", self.health)
+        app.router.add_post("/completion", self.completion)
+        app.router.add_post("/embedding", self.embedding)
+        app.router.add_post("/tokenize", self.tokenize)
+        app.router.add_post("/detokenize", self.detokenize)
+        return app
+
+    async def load(self, spec: LoadSpec) -> None:
+        """Load the model in the worker thread; /health reports progress meanwhile."""
+        await asyncio.get_running_loop().run_in_executor(self._worker, self.engine.load, spec, self._on_progress)
+        self.progress = 1.0
+        self.status = "ok"
+        log.info("model loaded, runner ready")
+
+    def _on_progress(self, progress: float) -> bool:
+        self.progress = progress
+        return True
+
+    @web.middleware
+    async def _errors(self, request: web.Request, handler: Callable) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except _HTTPError as err:
+            return _error(err.status, err.message)
+        except InvalidRequest as err:
+            return _error(400, err.message)
+        except web.HTTPException:
+            raise
+        except Exception as err:
+            log.exception("error: %s %s failed", request.method, request.path)
+            return _error(500, str(err) or type(err).__name__)
+
+    async def _parse(self, request: web.Request, model: type[_Model]) -> _Model:
+        try:
+            return model.model_validate_json(await request.read())
+        except ValidationError as err:
+            raise _HTTPError(400, str(err)) from err
+
+    def _require_loaded(self) -> None:
+        if self.status != "ok":
+            raise _HTTPError(503, "loading model")
+
+    # -- routes -------------------------------------------------------------------------
+
+    async def health(self, request: web.Request) -> web.Response:
+        return _json(
+            HealthResponse(
+                status=self.status,
+                progress=self.progress,
+                tokens_generated=self.engine.tokens_generated,
+                active=self.active,
+            )
+        )
+
+    async def completion(self, request: web.Request) -> web.StreamResponse:
+        body = await self._parse(request, CompletionRequest)
+        self._require_loaded()
+        loop = asyncio.get_running_loop()
+        cancel = threading.Event()
+        self.active += 1
+        try:
+            async with self._turn:
+                # Validation (tokenizing, grammar) happens here, so bad input is still a 400.
+                stream = await loop.run_in_executor(self._worker, self.engine.complete, body, cancel)
+                queue: asyncio.Queue[object] = asyncio.Queue()
+                worker = loop.run_in_executor(self._worker, self._pump, stream, queue, loop)
+                try:
+                    return await self._send_stream(request, queue)
+                finally:
+                    cancel.set()
+                    await asyncio.shield(worker)
+        finally:
+            self.active -= 1
+
+    @staticmethod
+    def _pump(stream: Iterator[CompletionChunk], queue: asyncio.Queue[object], loop: asyncio.AbstractEventLoop) -> None:
+        """Worker thread: move chunks from the engine to the event loop."""
+        try:
+            for chunk in stream:
+                loop.call_soon_threadsafe(queue.put_nowait, chunk)
+        except Exception as err:  # reported to the client as a final error line
+            log.exception("error: completion failed")
+            loop.call_soon_threadsafe(queue.put_nowait, err)
+        finally:
+            loop.call_soon_threadsafe(queue.put_nowait, _END)
+
+    @staticmethod
+    async def _send_stream(request: web.Request, queue: asyncio.Queue[object]) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
+        await response.prepare(request)
+        try:
+            while True:
+                items = [await queue.get()]
+                while not queue.empty():
+                    items.append(queue.get_nowait())
+                lines: list[bytes] = []
+                ended = False
+                for item in items:
+                    if item is _END:
+                        ended = True
+                    elif isinstance(item, Exception):
+                        lines.append(ErrorResponse(error=str(item) or type(item).__name__).model_dump_json().encode() + b"\n")
+                    elif isinstance(item, CompletionChunk):
+                        lines.append(item.model_dump_json().encode() + b"\n")
+                if lines:
+                    await response.write(b"".join(lines))
+                if ended:
+                    await response.write_eof()
+                    return response
+        except ConnectionResetError:
+            log.info("client disconnected, completion cancelled")
+            return response
+
+    async def embedding(self, request: web.Request) -> web.Response:
+        body = await self._parse(request, EmbeddingRequest)
+        self._require_loaded()
+        cancel = threading.Event()
+        self.active += 1
+        try:
+            async with self._turn:
+                work = asyncio.get_running_loop().run_in_executor(self._worker, self.engine.embed, body.content, cancel)
+                try:
+                    return _json(await asyncio.shield(work))
+                finally:
+                    cancel.set()
+                    await asyncio.wait([work])
+        finally:
+            self.active -= 1
+
+    async def tokenize(self, request: web.Request) -> web.Response:
+        body = await self._parse(request, TokenizeRequest)
+        self._require_loaded()
+        tokens = await asyncio.get_running_loop().run_in_executor(None, self.engine.tokenize, body.content, body.add_special)
+        return _json(TokenizeResponse(tokens=tokens))
+
+    async def detokenize(self, request: web.Request) -> web.Response:
+        body = await self._parse(request, DetokenizeRequest)
+        self._require_loaded()
+        content = await asyncio.get_running_loop().run_in_executor(None, self.engine.detokenize, body.tokens)
+        return _json(DetokenizeResponse(content=content))
+
+
+async def serve(engine: Engine, spec: LoadSpec, socket_path: str) -> None:
+    """Listen on ``socket_path`` first (so /health answers while loading), then load, then serve forever."""
+    server = RunnerServer(engine)
+    runner = web.AppRunner(server.app(), handler_cancellation=True, access_log=None)
+    await runner.setup()
+    await web.UnixSite(runner, socket_path).start()
+    log.info("runner listening on %s", socket_path)
+    await server.load(spec)
+    await asyncio.Event().wait()
