@@ -128,7 +128,7 @@ class ModelName:
 
     def equal_fold(self, other: ModelName) -> bool:
         """Case-insensitive equality of all four parts (Ollama's ``EqualFold``)."""
-        return all(a.lower() == b.lower() for a, b in zip(self.manifest_parts(), other.manifest_parts()))
+        return all(a.lower() == b.lower() for a, b in zip(self.manifest_parts(), other.manifest_parts(), strict=True))
 
     def __str__(self) -> str:
         """The full form ``host/namespace/model:tag``; empty parts and their separators are left out."""

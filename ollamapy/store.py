@@ -28,7 +28,7 @@ import time
 from collections.abc import Iterator
 from contextlib import suppress
 from dataclasses import dataclass, field, fields
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -705,4 +705,4 @@ class ModelStore:
 
 
 def _mtime(stat: os.stat_result) -> datetime:
-    return datetime.fromtimestamp(stat.st_mtime_ns / 1e9, tz=timezone.utc).astimezone()
+    return datetime.fromtimestamp(stat.st_mtime_ns / 1e9, tz=UTC).astimezone()

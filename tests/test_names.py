@@ -142,7 +142,7 @@ def test_validity(text: str, valid: bool) -> None:
 )
 def test_path_traversal_attempts_are_invalid(text: str) -> None:
     assert not ModelName.parse(text).is_valid()
-    with pytest.raises(InvalidModelName, match="^invalid model name$"):
+    with pytest.raises(InvalidModelName, match=r"^invalid model name$"):
         parse_model_name(text)
 
 

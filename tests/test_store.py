@@ -142,12 +142,12 @@ def test_reads_manifest_config_and_text_layers(store: ModelStore) -> None:
 
 
 def test_missing_model_and_blob(store: ModelStore) -> None:
-    with pytest.raises(ModelNotFound, match="^model 'nope:latest' not found$"):
+    with pytest.raises(ModelNotFound, match=r"^model 'nope:latest' not found$"):
         store.read_manifest(_name("nope"))
     with pytest.raises(ModelNotFound):
         store.manifest_digest(_name("../x"))
     assert not store.has_manifest(_name("nope"))
-    with pytest.raises(BlobNotFound, match='^blob "sha256:0{64}" not found$'):
+    with pytest.raises(BlobNotFound, match=r'^blob "sha256:0{64}" not found$'):
         store.read_blob_text("sha256:" + "0" * 64)
 
 
@@ -223,7 +223,7 @@ def test_encode_json_escapes_like_go() -> None:
 def test_write_rejects_invalid_names_and_garbage(models_dir: Path) -> None:
     store = ModelStore(models_dir)
     layer = Layer(MEDIA_TYPE_CONFIG, "sha256:" + "b" * 64, 3)
-    with pytest.raises(InvalidModelName, match="^invalid model name$"):
+    with pytest.raises(InvalidModelName, match=r"^invalid model name$"):
         store.write_manifest(_name("../../etc/passwd"), Manifest(config=layer, layers=[]))
     with pytest.raises(OllamapyError):
         store.write_manifest(_name("garbage"), b"not json")
@@ -251,7 +251,7 @@ def test_copy_is_a_byte_copy_with_the_same_digest(store: ModelStore) -> None:
     assert written == _name("mine/llama:copy")
     digests = {m.name.display_shortest(): m.digest for m in store.list_models()}
     assert digests["mine/llama:copy"] == digests["llama3.2:latest"]
-    with pytest.raises(ModelNotFound, match='^model "ghost:latest" not found$'):
+    with pytest.raises(ModelNotFound, match=r'^model "ghost:latest" not found$'):
         store.copy(_name("ghost"), _name("x"))
 
 
@@ -366,7 +366,7 @@ def test_fix_blobs_renames_legacy_colon_names(models_dir: Path) -> None:
     ["sha256:abc", "sha256:" + "g" * 64, "md5:" + "a" * 64, "sha256:../../" + "a" * 58, "sha256-" + "a" * 64 + "\n", "", "sha256:" + "a" * 65],
 )
 def test_blob_path_rejects_malformed_digests(models_dir: Path, digest: str) -> None:
-    with pytest.raises(InvalidDigest, match="^invalid digest format$"):
+    with pytest.raises(InvalidDigest, match=r"^invalid digest format$"):
         ModelStore(models_dir).blob_path(digest)
 
 
@@ -409,10 +409,9 @@ def test_aborted_or_failed_blob_writer_leaves_no_file(models_dir: Path) -> None:
     writer = store.open_blob_writer("sha256:" + "1" * 64)
     writer.write(b"partial upload")
     writer.abort()
-    with pytest.raises(RuntimeError, match="client went away"):
-        with store.open_blob_writer("sha256:" + "1" * 64) as failing:
-            failing.write(b"partial")
-            raise RuntimeError("client went away")
+    with pytest.raises(RuntimeError, match="client went away"), store.open_blob_writer("sha256:" + "1" * 64) as failing:
+        failing.write(b"partial")
+        raise RuntimeError("client went away")
     with store.open_blob_writer() as forgotten:
         forgotten.write(b"never committed")
     assert _blob_files(models_dir) == set()
