@@ -19,10 +19,10 @@ from ollamapy.errors import InvalidRequest
 
 __all__ = [
     "FOREVER",
-    "parse_go_duration",
     "format_go_duration",
-    "parse_keep_alive",
     "keep_alive_to_json",
+    "parse_go_duration",
+    "parse_keep_alive",
 ]
 
 FOREVER: float = math.inf
@@ -42,7 +42,6 @@ _UNITS: dict[str, int] = {
     "m": 60 * _NS_PER_SECOND,
     "h": 3600 * _NS_PER_SECOND,
 }
-
 
 
 def _is_digit(c: str) -> bool:
@@ -92,7 +91,7 @@ def _leading_int(s: str) -> tuple[int, str] | None:
         x = x * 10 + ord(c) - 48
         if x > 1 << 63:
             return None
-    return x, s[len(digits):]
+    return x, s[len(digits) :]
 
 
 def _leading_fraction(s: str) -> tuple[int, float, str]:
@@ -110,7 +109,7 @@ def _leading_fraction(s: str) -> tuple[int, float, str]:
             overflow = True
             continue
         x, scale = y, scale * 10
-    return x, scale, s[len(digits):]
+    return x, scale, s[len(digits) :]
 
 
 def _parse_ns(orig: str) -> int:
@@ -144,7 +143,7 @@ def _parse_ns(orig: str) -> int:
         unit_name = _unit_prefix(s)
         if not unit_name:
             raise ValueError("time: missing unit in duration " + _go_quote(orig))
-        s = s[len(unit_name):]
+        s = s[len(unit_name) :]
         unit = _UNITS.get(unit_name)
         if unit is None:
             raise ValueError(f"time: unknown unit {_go_quote(unit_name)} in duration {_go_quote(orig)}")

@@ -35,36 +35,36 @@ from ollamapy.durations import FOREVER, format_go_duration, parse_go_duration
 
 __all__ = [
     "TRACE",
-    "HostAddress",
     "EnvVar",
-    "var",
+    "HostAddress",
+    "api_version",
+    "as_map",
     "bool_var",
-    "uint_var",
-    "host",
-    "models_dir",
+    "context_length",
+    "debug_level",
+    "describe_config",
+    "editor",
+    "flash_attention",
+    "gpu_overhead",
     "home_dir",
+    "host",
+    "ignored_vars",
     "keep_alive",
+    "kv_cache_type",
     "load_timeout",
-    "num_parallel",
     "max_loaded_models",
     "max_queue",
-    "context_length",
-    "origins",
-    "debug_level",
-    "flash_attention",
-    "kv_cache_type",
-    "gpu_overhead",
-    "sched_spread",
-    "noprune",
-    "nohistory",
+    "models_dir",
     "no_cloud",
     "no_cloud_source",
-    "editor",
-    "api_version",
+    "nohistory",
+    "noprune",
+    "num_parallel",
+    "origins",
+    "sched_spread",
     "shutdown_grace",
-    "as_map",
-    "ignored_vars",
-    "describe_config",
+    "uint_var",
+    "var",
 ]
 
 _log = logging.getLogger(__name__)
@@ -148,7 +148,9 @@ def _duration_var(key: str, default: float) -> float:
         seconds = _go_parse_int(s)
         if seconds is not None:
             return float(seconds)
-    _log.warning("invalid environment variable, using default key=%s value=%s default=%s", key, s, format_go_duration(default))
+    _log.warning(
+        "invalid environment variable, using default key=%s value=%s default=%s", key, s, format_go_duration(default)
+    )
     return default
 
 
@@ -244,7 +246,7 @@ def _split_host_port(hostport: str) -> tuple[str, str] | None:
             return None
     if "[" in hostport[j:] or "]" in hostport[k:]:
         return None
-    return host, hostport[i + 1:]
+    return host, hostport[i + 1 :]
 
 
 def host() -> HostAddress:
@@ -304,7 +306,10 @@ def models_dir() -> Path:
 
 
 def keep_alive() -> float:
-    """``OLLAMA_KEEP_ALIVE`` in seconds (default 300): ``"5m"``, ``"1h"`` or ``"3600"``; negative → forever, 0 → unload at once."""
+    """``OLLAMA_KEEP_ALIVE`` in seconds (default 300): ``"5m"``, ``"1h"`` or ``"3600"``.
+
+    Negative means forever (:data:`~ollamapy.durations.FOREVER`); 0 unloads right after each request.
+    """
     seconds = _duration_var("OLLAMA_KEEP_ALIVE", _DEFAULT_KEEP_ALIVE)
     return FOREVER if seconds < 0 else seconds
 
@@ -398,7 +403,11 @@ def _debug_verbosity() -> int:
 
 
 def debug_level() -> int:
-    """The Python logging level ``OLLAMA_DEBUG`` asks for: unset INFO, ``1``/``true`` DEBUG, ``2`` :data:`TRACE`, more → everything."""
+    """The Python logging level ``OLLAMA_DEBUG`` asks for.
+
+    Unset, ``0`` or garbage → INFO; ``1``/``true`` → DEBUG; ``2`` → :data:`TRACE`; higher → everything;
+    negative numbers are quieter (``-1`` WARNING, ``-2`` ERROR).
+    """
     n = _debug_verbosity()
     if n >= 3:
         return 1
@@ -455,7 +464,7 @@ def _server_config() -> dict[str, Any]:
 
 
 def no_cloud_source() -> str:
-    """Who disabled Ollama's cloud features: ``none``, ``env`` (``OLLAMA_NO_CLOUD``), ``config`` (``server.json``) or ``both``."""
+    """Who disabled cloud features: ``none``, ``env`` (``OLLAMA_NO_CLOUD``), ``config`` (``server.json``) or ``both``."""
     env = bool_var("OLLAMA_NO_CLOUD")
     config = _server_config().get("disable_ollama_cloud") is True
     return {(False, False): "none", (True, False): "env", (False, True): "config", (True, True): "both"}[(env, config)]
@@ -522,22 +531,41 @@ _SETTINGS: tuple[_Setting, ...] = (
     _Setting("OLLAMA_HOST", host, "IP Address for the ollama server (default 127.0.0.1:11434)"),
     _Setting("OLLAMA_ORIGINS", origins, "A comma separated list of allowed origins"),
     _Setting("OLLAMA_MODELS", models_dir, "The path to the models directory"),
-    _Setting("OLLAMA_DEBUG", debug_level, "Show additional debug information (e.g. OLLAMA_DEBUG=1)",
-             show=lambda _: _slog_level_name(-4 * _debug_verbosity())),
+    _Setting(
+        "OLLAMA_DEBUG",
+        debug_level,
+        "Show additional debug information (e.g. OLLAMA_DEBUG=1)",
+        show=lambda _: _slog_level_name(-4 * _debug_verbosity()),
+    ),
     _Setting("OLLAMA_NOPRUNE", noprune, "Do not prune model blobs on startup"),
     _Setting("OLLAMAPY_API_VERSION", api_version, 'Ollama API version reported on /api/version (default "0.33.0")'),
-    _Setting("OLLAMAPY_SHUTDOWN_GRACE", shutdown_grace,
-             'How long running requests may finish on shutdown before runners are stopped (default "10s")',
-             show=format_go_duration),
+    _Setting(
+        "OLLAMAPY_SHUTDOWN_GRACE",
+        shutdown_grace,
+        'How long running requests may finish on shutdown before runners are stopped (default "10s")',
+        show=format_go_duration,
+    ),
     # Scheduler
-    _Setting("OLLAMA_KEEP_ALIVE", keep_alive, 'The duration that models stay loaded in memory (default "5m")', show=format_go_duration),
-    _Setting("OLLAMA_LOAD_TIMEOUT", load_timeout, 'How long to allow model loads to stall before giving up (default "5m")',
-             show=format_go_duration),
+    _Setting(
+        "OLLAMA_KEEP_ALIVE",
+        keep_alive,
+        'The duration that models stay loaded in memory (default "5m")',
+        show=format_go_duration,
+    ),
+    _Setting(
+        "OLLAMA_LOAD_TIMEOUT",
+        load_timeout,
+        'How long to allow model loads to stall before giving up (default "5m")',
+        show=format_go_duration,
+    ),
     _Setting("OLLAMA_NUM_PARALLEL", num_parallel, "Maximum number of parallel requests (default 0 = automatic)"),
     _Setting("OLLAMA_MAX_LOADED_MODELS", max_loaded_models, "Maximum number of loaded models per GPU"),
     _Setting("OLLAMA_MAX_QUEUE", max_queue, "Maximum number of queued requests"),
-    _Setting("OLLAMA_CONTEXT_LENGTH", context_length,
-             "Context length to use unless otherwise specified (default: 4k/32k/256k based on VRAM)"),
+    _Setting(
+        "OLLAMA_CONTEXT_LENGTH",
+        context_length,
+        "Context length to use unless otherwise specified (default: 4k/32k/256k based on VRAM)",
+    ),
     _Setting("OLLAMA_SCHED_SPREAD", sched_spread, "Always schedule model across all GPUs"),
     _Setting("OLLAMA_GPU_OVERHEAD", gpu_overhead, "Reserve a portion of VRAM per GPU (bytes)"),
     _Setting("OLLAMA_FLASH_ATTENTION", flash_attention, "Enabled flash attention"),
@@ -548,9 +576,17 @@ _SETTINGS: tuple[_Setting, ...] = (
     # Devices, passed through to runners
     _Setting("CUDA_VISIBLE_DEVICES", _string("CUDA_VISIBLE_DEVICES"), "Set which NVIDIA devices are visible"),
     _Setting("HIP_VISIBLE_DEVICES", _string("HIP_VISIBLE_DEVICES"), "Set which AMD devices are visible by numeric ID"),
-    _Setting("ROCR_VISIBLE_DEVICES", _string("ROCR_VISIBLE_DEVICES"), "Set which AMD devices are visible by UUID or numeric ID"),
+    _Setting(
+        "ROCR_VISIBLE_DEVICES",
+        _string("ROCR_VISIBLE_DEVICES"),
+        "Set which AMD devices are visible by UUID or numeric ID",
+    ),
     _Setting("GPU_DEVICE_ORDINAL", _string("GPU_DEVICE_ORDINAL"), "Set which AMD devices are visible by numeric ID"),
-    _Setting("HSA_OVERRIDE_GFX_VERSION", _string("HSA_OVERRIDE_GFX_VERSION"), "Override the gfx used for all detected AMD GPUs"),
+    _Setting(
+        "HSA_OVERRIDE_GFX_VERSION",
+        _string("HSA_OVERRIDE_GFX_VERSION"),
+        "Override the gfx used for all detected AMD GPUs",
+    ),
     # Informational
     _Setting("HTTP_PROXY", _string("HTTP_PROXY"), "HTTP proxy"),
     _Setting("HTTPS_PROXY", _string("HTTPS_PROXY"), "HTTPS proxy"),
@@ -559,30 +595,65 @@ _SETTINGS: tuple[_Setting, ...] = (
     _Setting("https_proxy", _string("https_proxy"), "HTTPS proxy"),
     _Setting("no_proxy", _string("no_proxy"), "No proxy"),
     # Ollama's own build only: parsed and reported, never acted on
-    _Setting("OLLAMA_LLM_LIBRARY", _string("OLLAMA_LLM_LIBRARY"), "Set LLM library to bypass autodetection", applies=False),
+    _Setting(
+        "OLLAMA_LLM_LIBRARY", _string("OLLAMA_LLM_LIBRARY"), "Set LLM library to bypass autodetection", applies=False
+    ),
     _Setting("OLLAMA_VULKAN", _bool("OLLAMA_VULKAN"), "Enable experimental Vulkan support", applies=False),
     _Setting("OLLAMA_IGPU_ENABLE", _bool("OLLAMA_IGPU_ENABLE"), "Allow integrated GPUs", applies=False),
-    _Setting("OLLAMA_MAX_TRANSFER_STREAMS", lambda: uint_var("OLLAMA_MAX_TRANSFER_STREAMS", 4),
-             "Concurrent streams for safetensors pulls and pushes (default 4)", applies=False),
+    _Setting(
+        "OLLAMA_MAX_TRANSFER_STREAMS",
+        lambda: uint_var("OLLAMA_MAX_TRANSFER_STREAMS", 4),
+        "Concurrent streams for safetensors pulls and pushes (default 4)",
+        applies=False,
+    ),
     _Setting("OLLAMA_REMOTES", _remotes, 'Allowed hosts for remote models (default "ollama.com")', applies=False),
-    _Setting("OLLAMA_NO_CLOUD", no_cloud, "Disable Ollama cloud features (remote inference and web search)", applies=False),
-    _Setting("OLLAMA_AUTH", _bool("OLLAMA_AUTH"), "Enable authentication between the Ollama client and server", applies=False),
-    _Setting("OLLAMA_EXPERIMENT", _string("OLLAMA_EXPERIMENT"), "Comma separated list of experiments to enable", applies=False),
-    _Setting("OLLAMA_GO_TEMPLATE", _bool("OLLAMA_GO_TEMPLATE", True),
-             "Prefer the Modelfile TEMPLATE over the GGUF chat template", applies=False),
-    _Setting("OLLAMA_MULTIUSER_CACHE", _bool("OLLAMA_MULTIUSER_CACHE"), "Optimize prompt caching for multi-user scenarios",
-             applies=False),
+    _Setting(
+        "OLLAMA_NO_CLOUD", no_cloud, "Disable Ollama cloud features (remote inference and web search)", applies=False
+    ),
+    _Setting(
+        "OLLAMA_AUTH", _bool("OLLAMA_AUTH"), "Enable authentication between the Ollama client and server", applies=False
+    ),
+    _Setting(
+        "OLLAMA_EXPERIMENT",
+        _string("OLLAMA_EXPERIMENT"),
+        "Comma separated list of experiments to enable",
+        applies=False,
+    ),
+    _Setting(
+        "OLLAMA_GO_TEMPLATE",
+        _bool("OLLAMA_GO_TEMPLATE", True),
+        "Prefer the Modelfile TEMPLATE over the GGUF chat template",
+        applies=False,
+    ),
+    _Setting(
+        "OLLAMA_MULTIUSER_CACHE",
+        _bool("OLLAMA_MULTIUSER_CACHE"),
+        "Optimize prompt caching for multi-user scenarios",
+        applies=False,
+    ),
     _Setting("OLLAMA_NEW_ENGINE", _bool("OLLAMA_NEW_ENGINE"), "Enable the new Ollama engine", applies=False),
     _Setting("OLLAMA_INTEL_GPU", _bool("OLLAMA_INTEL_GPU"), "Enable experimental Intel GPU detection", applies=False),
     _Setting("OLLAMA_TMPDIR", _string("OLLAMA_TMPDIR"), "Location for temporary files", applies=False),
     _Setting("OLLAMA_RUNNERS_DIR", _string("OLLAMA_RUNNERS_DIR"), "Location for runners", applies=False),
-    _Setting("OLLAMA_DEBUG_LOG_REQUESTS", _bool("OLLAMA_DEBUG_LOG_REQUESTS"),
-             "Log inference request bodies and replay curl commands to a temp directory", applies=False),
-    _Setting("GGML_VK_VISIBLE_DEVICES", _string("GGML_VK_VISIBLE_DEVICES"), "Set which Vulkan devices are visible by numeric ID",
-             applies=False),
+    _Setting(
+        "OLLAMA_DEBUG_LOG_REQUESTS",
+        _bool("OLLAMA_DEBUG_LOG_REQUESTS"),
+        "Log inference request bodies and replay curl commands to a temp directory",
+        applies=False,
+    ),
+    _Setting(
+        "GGML_VK_VISIBLE_DEVICES",
+        _string("GGML_VK_VISIBLE_DEVICES"),
+        "Set which Vulkan devices are visible by numeric ID",
+        applies=False,
+    ),
     _Setting("JETSON_JETPACK", _string("JETSON_JETPACK"), "Override the detected JetPack version", applies=False),
-    _Setting("LLAMA_ARG_FIT", _string("LLAMA_ARG_FIT"), "llama-server automatic fitting of layers and context", applies=False),
-    _Setting("LLAMA_ARG_FIT_TARGET", _string("LLAMA_ARG_FIT_TARGET"), "llama-server fitting margin (MiB)", applies=False),
+    _Setting(
+        "LLAMA_ARG_FIT", _string("LLAMA_ARG_FIT"), "llama-server automatic fitting of layers and context", applies=False
+    ),
+    _Setting(
+        "LLAMA_ARG_FIT_TARGET", _string("LLAMA_ARG_FIT_TARGET"), "llama-server fitting margin (MiB)", applies=False
+    ),
 )
 
 
