@@ -216,6 +216,16 @@ def test_layer_and_manifest_json_round_trip() -> None:
         Manifest.from_json(b'{"config": {"size": "big"}}')
 
 
+def test_model_config_takes_known_fields_of_the_right_type() -> None:
+    config = ModelConfig.from_dict(
+        {"capabilities": ["completion", 3], "context_length": 4096, "model_type": 5, "rootfs": {"type": "layers"}, "draft": "x", "renderer": "qwen3"}
+    )
+    assert (config.capabilities, config.context_length, config.model_type, config.renderer) == (["completion"], 4096, "", "qwen3")
+    assert list(config.to_dict()) == [
+        "model_format", "model_family", "model_families", "model_type", "file_type", "renderer", "capabilities", "context_length", "architecture", "os"
+    ]
+
+
 def test_encode_json_escapes_like_go() -> None:
     assert encode_json({"t": "<a & b>\u2028é"}) == '{"t":"\\u003ca \\u0026 b\\u003e\\u2028é"}\n'.encode()
 
