@@ -256,13 +256,13 @@ def parse_keep_alive(value: object) -> float | None:
     if value is None:
         return None
     if isinstance(value, (int, float)) and not isinstance(value, bool):
-        if value < 0:
+        if isinstance(value, float) and math.isnan(value):
+            # Python's json accepts NaN; Go's decoder rejects the literal.
+            raise InvalidRequest("invalid character 'N' looking for beginning of value")
+        if value < 0 or value >= _MAX_INT64 / _NS_PER_SECOND:
             return FOREVER
         # Go truncates float64 seconds to whole nanoseconds: time.Duration(t * 1e9).
-        ns = float(value) * _NS_PER_SECOND
-        if ns >= _MAX_INT64:
-            return FOREVER
-        return int(ns) / _NS_PER_SECOND
+        return int(float(value) * _NS_PER_SECOND) / _NS_PER_SECOND
     if isinstance(value, str):
         try:
             ns = _parse_ns(value)

@@ -80,8 +80,9 @@ _DEFAULT_API_VERSION = "0.33.0"
 
 _GO_TRUE = frozenset({"1", "t", "T", "true", "TRUE", "True"})
 _GO_FALSE = frozenset({"0", "f", "F", "false", "FALSE", "False"})
-_GO_INT = re.compile(r"[+-]?[0-9]+")
-_GO_UINT = re.compile(r"[0-9]+")
+# At most 20 digits: enough for any 64-bit value, and int() never sees a huge string.
+_GO_INT = re.compile(r"[+-]?[0-9]{1,20}")
+_GO_UINT = re.compile(r"[0-9]{1,20}")
 
 
 # --- primitive readers ---------------------------------------------------------------
@@ -464,7 +465,7 @@ def _server_config() -> dict[str, Any]:
 
 
 def no_cloud_source() -> str:
-    """Who disabled cloud features: ``none``, ``env`` (``OLLAMA_NO_CLOUD``), ``config`` (``server.json``) or ``both``."""
+    """Who disabled the cloud: ``none``, ``env`` (``OLLAMA_NO_CLOUD``), ``config`` (``server.json``) or ``both``."""
     env = bool_var("OLLAMA_NO_CLOUD")
     config = _server_config().get("disable_ollama_cloud") is True
     return {(False, False): "none", (True, False): "env", (False, True): "config", (True, True): "both"}[(env, config)]

@@ -124,6 +124,9 @@ def test_format_then_parse_round_trips(seconds: float) -> None:
         ("-1m", FOREVER),
         ("-1s", FOREVER),
         (1e30, FOREVER),
+        pytest.param(10**400, FOREVER, id="huge-int"),
+        (float("inf"), FOREVER),
+        (float("-inf"), FOREVER),
     ],
 )
 def test_parse_keep_alive(value: object, seconds: float | None) -> None:
@@ -137,6 +140,7 @@ def test_parse_keep_alive(value: object, seconds: float | None) -> None:
         ("bogus", 'time: invalid duration "bogus"'),
         ("", 'time: invalid duration ""'),
         ("5 minutes", 'time: unknown unit " minutes" in duration "5 minutes"'),
+        (float("nan"), "invalid character 'N' looking for beginning of value"),
         (True, "Unsupported type: 'bool'"),
         ([1], "Unsupported type: '[]interface {}'"),
         ({"m": 5}, "Unsupported type: 'map[string]interface {}'"),

@@ -200,7 +200,9 @@ def test_uint(monkeypatch: pytest.MonkeyPatch, raw: str, expect: int) -> None:
     assert envconfig.uint_var("OLLAMA_UINT", 11434) == expect
 
 
-@pytest.mark.parametrize("raw", ["-1", "0o10", "0x10", "1_000", "+5", "string", "1.5", "18446744073709551616"])
+@pytest.mark.parametrize(
+    "raw", ["-1", "0o10", "0x10", "1_000", "+5", "string", "1.5", "18446744073709551616", "9" * 5000]
+)
 def test_uint_bad_values_warn_and_fall_back(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, raw: str
 ) -> None:
