@@ -271,10 +271,10 @@ def _apply_overlays(store: st.ModelStore, layers: list[st.Layer], req: CreateReq
             if layer.media_type == st.MEDIA_TYPE_PARAMS:
                 merged.update(json.loads(store.read_blob_text(layer.digest) or "{}"))
         merged.update(req.parameters)
-        data = json.dumps(merged, separators=(",", ":")).encode()
+        data = st.encode_json(merged)
         layers = _replace(layers, {st.MEDIA_TYPE_PARAMS}, writer.text(st.MEDIA_TYPE_PARAMS, data))
     if req.messages:
-        data = json.dumps([m.to_wire() for m in req.messages], separators=(",", ":"), ensure_ascii=False).encode()
+        data = st.encode_json([m.to_wire() for m in req.messages])
         layers = _replace(layers, {st.MEDIA_TYPE_MESSAGES}, writer.text(st.MEDIA_TYPE_MESSAGES, data))
     return layers
 
@@ -313,7 +313,7 @@ def run_create(store: st.ModelStore, job: CreateJob, emit: Emit) -> None:
     config.setdefault("model_format", "gguf")
     config["architecture"] = "amd64"
     config["os"] = "linux"
-    config_layer = store.add_blob_bytes(json.dumps(config, separators=(",", ":")).encode(), st.MEDIA_TYPE_CONFIG)
+    config_layer = store.add_blob_bytes(st.encode_json(config), st.MEDIA_TYPE_CONFIG)
     emit({"status": "writing manifest"})
     store.write_manifest(job.name, st.Manifest(config=config_layer, layers=layers))
     emit({"status": "success"})

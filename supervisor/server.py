@@ -24,7 +24,8 @@ def _configure_logging() -> None:
 
 
 def startup_prune(store: ModelStore) -> None:
-    """Prune unreferenced blobs at start, unless OLLAMA_NOPRUNE (spec §6)."""
+    """Rename legacy blob files, then prune unreferenced blobs unless OLLAMA_NOPRUNE (spec §6)."""
+    store.fix_blobs()
     if envconfig.noprune():
         log.info("OLLAMA_NOPRUNE set: skipping blob pruning")
         return

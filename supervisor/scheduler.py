@@ -1,0 +1,316 @@
+"""The scheduler: which runner serves a request, when runners load, expire and are evicted.
+
+Policy (spec §4, with ollamapy's deliberate deviations):
+
+* A request for a loaded model whose load-time options match attaches at once; a smaller
+  ``num_ctx`` than the loaded one also attaches (it fits; Ollama would reload).
+* Requests waiting for a load *or* for a busy runner's slot count toward
+  ``OLLAMA_MAX_QUEUE``; beyond it ``QueueFull`` (503). Ollama only counts the former.
+* One load at a time. At most ``max_loaded`` runners; to make room, evict among idle
+  runners the one with the shortest keep_alive (forever last), ties least recently used;
+  if none is idle, wait for one to drain.
+* ``keep_alive``: absent keeps the runner's duration, ``0`` unloads after the request,
+  ``inf`` never expires. Expiry terminates and reaps the process.
+* A runner that died is dropped; the next request starts a fresh one.
+
+The runner boundary is the ``RunnerHandle`` protocol; the factory that starts one and the
+placement policy are injected, so tests drive the scheduler with fakes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from ollamapy.errors import OllamapyError, QueueFull
+from ollamapy.model import Model
+from ollamapy.options import LoadOptions
+
+__all__ = [
+    "RunnerHandle",
+    "RunnerFactory",
+    "LoadRequest",
+    "LoadedRunner",
+    "Scheduler",
+    "needs_reload",
+    "FOREVER_EXPIRY",
+]
+
+log = logging.getLogger("ollamapy.scheduler")
+
+FOREVER_EXPIRY = 10_000_000_000.0
+"""Unix time reported as ``expires_at`` for runners kept forever (year 2286)."""
+
+
+class RunnerHandle(Protocol):
+    """What the scheduler needs from a runner process (``supervisor.runner_process``)."""
+
+    @property
+    def pid(self) -> int: ...
+
+    def has_exited(self) -> bool: ...
+
+    async def close(self, timeout: float = 5.0) -> None: ...
+
+
+RunnerFactory = Callable[["LoadRequest"], Awaitable[RunnerHandle]]
+"""Starts a runner for the request and returns it once it is ready to serve."""
+
+
+@dataclass(frozen=True)
+class LoadRequest:
+    """What must be loaded: the model and its resolved load-time options."""
+
+    model: Model
+    options: LoadOptions
+    num_parallel: int = 1
+
+    @property
+    def key(self) -> str:
+        """Runners are shared by every name of the same weights + adapters (e.g. copies)."""
+        parts = [str(self.model.model_path), *map(str, self.model.adapter_paths), *map(str, self.model.projector_paths)]
+        return "|".join(parts)
+
+
+@dataclass(eq=False)
+class LoadedRunner:
+    """A loaded model and its bookkeeping; guarded by the scheduler's event loop."""
+
+    request: LoadRequest
+    handle: RunnerHandle
+    keep_alive: float
+    slots: asyncio.Semaphore
+    ref_count: int = 0
+    last_used: float = field(default_factory=time.monotonic)
+    expires_at: float | None = None
+    """Wall-clock expiry while idle with a timer; None while in use or forever."""
+    timer: asyncio.TimerHandle | None = None
+    loaded_at: float = field(default_factory=time.time)
+    info: dict[str, Any] = field(default_factory=dict)
+    """Placement and memory facts for ``/api/ps``."""
+
+    @property
+    def model(self) -> Model:
+        return self.request.model
+
+    @property
+    def options(self) -> LoadOptions:
+        return self.request.options
+
+    def expiry_for_ps(self) -> float:
+        if math.isinf(self.keep_alive):
+            return FOREVER_EXPIRY
+        if self.expires_at is not None:
+            return self.expires_at
+        return time.time() + self.keep_alive
+
+
+def needs_reload(loaded: LoadOptions, wanted: LoadOptions) -> bool:
+    """True when load-time options differ in a way the loaded runner cannot serve.
+
+    A smaller ``num_ctx`` fits in the loaded context, and ``num_gpu < 0`` (auto) accepts
+    whatever the loaded runner uses.
+    """
+    ignore: set[str] = set()
+    if wanted.num_ctx is not None and loaded.num_ctx is not None and wanted.num_ctx <= loaded.num_ctx:
+        ignore.add("num_ctx")
+    if wanted.num_gpu < 0:
+        ignore.add("num_gpu")
+    return loaded.model_dump(exclude=ignore) != wanted.model_dump(exclude=ignore)
+
+
+class Scheduler:
+    """Owns the loaded runners. All state is touched only from the event loop's thread."""
+
+    def __init__(
+        self,
+        runner_factory: RunnerFactory,
+        *,
+        max_queue: int = 512,
+        max_loaded: int = 3,
+        default_keep_alive: float = 300.0,
+    ) -> None:
+        self._factory = runner_factory
+        self.max_queue = max_queue
+        self.max_loaded = max_loaded
+        self.default_keep_alive = default_keep_alive
+        self._loaded: dict[str, LoadedRunner] = {}
+        self._load_lock = asyncio.Lock()  # one load (and its evictions) at a time
+        self._changed = asyncio.Condition()  # notified when a runner goes idle or unloads
+        self._waiting = 0  # requests waiting for a load or a slot (bounded by max_queue)
+        self._closing = False
+        self.loading: LoadRequest | None = None
+        self.loading_since: float | None = None
+
+    # -- public API -------------------------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def lease(self, request: LoadRequest, keep_alive: float | None) -> AsyncIterator[LoadedRunner]:
+        """Attach to (loading if needed) a runner and hold one of its slots for the body."""
+        if self._closing:
+            raise OllamapyError("server is shutting down")
+        if self._waiting >= self.max_queue:
+            raise QueueFull()
+        self._waiting += 1
+        runner: LoadedRunner | None = None
+        slot_held = False
+        try:
+            runner = await self._attach(request, keep_alive)
+            await runner.slots.acquire()
+            slot_held = True
+        except BaseException:  # cancelled or failed while waiting: give the claim back
+            if runner is not None:
+                await self._detach(runner)
+            raise
+        finally:
+            self._waiting -= 1
+        try:
+            yield runner
+        finally:
+            if slot_held:
+                runner.slots.release()
+            await self._detach(runner)
+
+    def loaded(self) -> list[LoadedRunner]:
+        return sorted(self._loaded.values(), key=lambda r: r.expiry_for_ps(), reverse=True)
+
+    def find_loaded(self, model: Model) -> LoadedRunner | None:
+        for runner in self._loaded.values():
+            if runner.model.name == model.name or runner.model.digest == model.digest:
+                return runner
+        return None
+
+    async def unload(self, model: Model) -> bool:
+        """keep_alive 0 for a loaded model: unload now if idle, else after its requests."""
+        runner = self.find_loaded(model)
+        if runner is None:
+            return False
+        runner.keep_alive = 0
+        if runner.ref_count == 0:
+            await self._unload(runner)
+        return True
+
+    async def stop(self) -> None:
+        """Terminate every runner (server shutdown)."""
+        self._closing = True
+        await asyncio.gather(*(self._unload(r) for r in list(self._loaded.values())), return_exceptions=True)
+
+    @property
+    def waiting(self) -> int:
+        return self._waiting
+
+    # -- attach / detach ----------------------------------------------------------------
+
+    async def _attach(self, request: LoadRequest, keep_alive: float | None) -> LoadedRunner:
+        while True:
+            runner = self._usable(request)
+            if runner is None:
+                async with self._load_lock:
+                    runner = self._usable(request)
+                    if runner is None:
+                        runner = await self._load(request, keep_alive)
+            if runner.handle.has_exited():
+                continue  # died between load and attach: go round again
+            self._claim(runner, keep_alive)
+            return runner
+
+    def _usable(self, request: LoadRequest) -> LoadedRunner | None:
+        runner = self._loaded.get(request.key)
+        if runner is None or runner.handle.has_exited() or needs_reload(runner.options, request.options):
+            return None
+        return runner
+
+    def _claim(self, runner: LoadedRunner, keep_alive: float | None) -> None:
+        runner.ref_count += 1
+        runner.last_used = time.monotonic()
+        if keep_alive is not None:
+            runner.keep_alive = keep_alive
+        if runner.timer is not None:
+            runner.timer.cancel()
+            runner.timer = None
+        runner.expires_at = None
+
+    async def _detach(self, runner: LoadedRunner) -> None:
+        runner.ref_count -= 1
+        runner.last_used = time.monotonic()
+        if runner.ref_count > 0:
+            return
+        if runner.handle.has_exited():
+            log.warning("runner for %s (pid %d) has exited", runner.model.short_name, runner.handle.pid)
+            await self._unload(runner)
+        elif runner.keep_alive <= 0:
+            await self._unload(runner)
+        elif not math.isinf(runner.keep_alive) and self._loaded.get(runner.request.key) is runner:
+            loop = asyncio.get_running_loop()
+            runner.expires_at = time.time() + runner.keep_alive
+            runner.timer = loop.call_later(runner.keep_alive, lambda: asyncio.ensure_future(self._expire(runner)))
+        async with self._changed:
+            self._changed.notify_all()
+
+    async def _expire(self, runner: LoadedRunner) -> None:
+        if runner.ref_count == 0:
+            log.info("keep_alive expired for %s", runner.model.short_name)
+            await self._unload(runner)
+
+    # -- loading and eviction (under _load_lock) -----------------------------------------------
+
+    async def _load(self, request: LoadRequest, keep_alive: float | None) -> LoadedRunner:
+        stale = self._loaded.get(request.key)
+        if stale is not None:  # exited, or loaded with options that need a reload
+            await self._wait_idle(stale)
+            await self._unload(stale)
+        while len(self._loaded) >= max(self.max_loaded, 1):
+            await self._evict_one()
+        self.loading, self.loading_since = request, time.monotonic()
+        try:
+            handle = await self._factory(request)
+        finally:
+            self.loading = self.loading_since = None
+        runner = LoadedRunner(
+            request=request,
+            handle=handle,
+            keep_alive=self.default_keep_alive if keep_alive is None else keep_alive,
+            slots=asyncio.Semaphore(max(request.num_parallel, 1)),
+        )
+        self._loaded[request.key] = runner
+        log.info("loaded %s (pid %d, num_ctx %s)", request.model.short_name, handle.pid, request.options.num_ctx)
+        return runner
+
+    def eviction_candidate(self) -> LoadedRunner | None:
+        """Idle runner with the shortest keep_alive (forever last), ties least recently used."""
+        idle = [r for r in self._loaded.values() if r.ref_count == 0]
+        if not idle:
+            return None
+        return min(idle, key=lambda r: (r.keep_alive, r.last_used))
+
+    async def _evict_one(self) -> None:
+        victim = self.eviction_candidate()
+        while victim is None:
+            async with self._changed:
+                await self._changed.wait()
+            victim = self.eviction_candidate()
+        log.info("evicting %s to make room", victim.model.short_name)
+        await self._unload(victim)
+
+    async def _wait_idle(self, runner: LoadedRunner) -> None:
+        while runner.ref_count > 0 and not runner.handle.has_exited():
+            async with self._changed:
+                await self._changed.wait()
+
+    async def _unload(self, runner: LoadedRunner) -> None:
+        if runner.timer is not None:
+            runner.timer.cancel()
+            runner.timer = None
+        if self._loaded.get(runner.request.key) is runner:
+            del self._loaded[runner.request.key]
+        try:
+            await runner.handle.close()
+        finally:
+            async with self._changed:
+                self._changed.notify_all()
