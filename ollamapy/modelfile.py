@@ -17,7 +17,8 @@ under Ollama. In short:
   dropped.
 
 Errors are :class:`~ollamapy.errors.ParserError` with Ollama's text; those Ollama reports
-with a line number say ``(line N): …``, and every one carries ``line``.
+with a line number say ``(line N): …``. Every error found at a line carries it in
+``line``, including ``unexpected EOF``, whose text names none.
 """
 
 from __future__ import annotations
@@ -34,7 +35,11 @@ from pathlib import Path
 from typing import Any
 
 from ollamapy.errors import InvalidRequest, ParserError
-from ollamapy.options import DEPRECATED_PARAMETERS, format_parameter_value, parse_parameter
+from ollamapy.options import (
+    DEPRECATED_PARAMETERS,
+    format_parameter_value,
+    parse_parameter,
+)
 
 __all__ = [
     "Command",

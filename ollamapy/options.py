@@ -213,6 +213,15 @@ _GO_BOOLS = {
 _INT64 = range(-(2**63), 2**63)
 
 
+def _to_float32(value: float) -> float:
+    """``value`` rounded to the nearest float32 (inf when out of range)."""
+    try:
+        single: float = struct.unpack("f", struct.pack("f", value))[0]
+    except OverflowError:  # some Python versions raise, others round to inf
+        return math.inf
+    return single
+
+
 def _parse_go_float32(text: str) -> float | None:
     """``strconv.ParseFloat(text, 32)``, as the shortest decimal that round-trips through
     float32 (what Go's JSON encoder writes), or None when it is not a finite float32."""
@@ -222,17 +231,12 @@ def _parse_go_float32(text: str) -> float | None:
         value = float.fromhex(text.replace("_", ""))
     else:
         return None  # also NaN and Inf, which the params layer's JSON cannot hold
-    try:
-        (single,) = struct.unpack("f", struct.pack("f", value))
-    except OverflowError:  # some Python versions raise, others round to inf
-        return None
+    single = _to_float32(value)
     if math.isinf(single):
         return None
-    for digits in range(1, 10):
-        shortest = float(f"{single:.{digits - 1}e}")
-        if struct.unpack("f", struct.pack("f", shortest))[0] == single:
-            return shortest
-    return single
+    # 9 significant digits always round-trip a float32, so this finds one
+    candidates = (float(f"{single:.{precision}e}") for precision in range(9))
+    return next(c for c in candidates if _to_float32(c) == single)
 
 
 def parse_parameter(name: str, value: str) -> Any:

@@ -135,8 +135,8 @@ def test_single_value_commands(name: str) -> None:
             [("model", "foo"), ("message", "system: You are a file parser. Always parse things.")],
         ),
         (
-            "\nFROM foo\nMESSAGE system You are a file parser. Always parse things.\n"
-            "MESSAGE user Hey there!\nMESSAGE assistant Hello, I want to parse all the things!\n",
+            ("\nFROM foo\nMESSAGE system You are a file parser. Always parse things.\n"
+            "MESSAGE user Hey there!\nMESSAGE assistant Hello, I want to parse all the things!\n"),
             [
                 ("model", "foo"),
                 ("message", "system: You are a file parser. Always parse things."),
@@ -295,15 +295,15 @@ def test_invalid_utf8_becomes_replacement_character() -> None:
 
 
 ROUND_TRIP_CASES = [
-    "\nFROM foo\nADAPTER adapter1\nLICENSE MIT\nPARAMETER param1 value1\nPARAMETER param2 value2\nTEMPLATE template1\n"
+    ("\nFROM foo\nADAPTER adapter1\nLICENSE MIT\nPARAMETER param1 value1\nPARAMETER param2 value2\nTEMPLATE template1\n"
     "MESSAGE system You are a file parser. Always parse things.\nMESSAGE user Hey there!\n"
-    "MESSAGE assistant Hello, I want to parse all the things!\n",
-    '\nFROM foo\nADAPTER adapter1\nLICENSE MIT\nPARAMETER param1 value1\nPARAMETER param2 value2\nTEMPLATE template1\n'
+    "MESSAGE assistant Hello, I want to parse all the things!\n"),
+    ('\nFROM foo\nADAPTER adapter1\nLICENSE MIT\nPARAMETER param1 value1\nPARAMETER param2 value2\nTEMPLATE template1\n'
     'MESSAGE system """\nYou are a store greeter. Always respond with "Hello!".\n"""\nMESSAGE user Hey there!\n'
-    "MESSAGE assistant Hello, I want to parse all the things!\n",
-    '\nFROM foo\nADAPTER adapter1\nLICENSE """\nVery long and boring legal text.\nBlah blah blah.\n"Oh look, a quote!"\n"""\n\n'
+    "MESSAGE assistant Hello, I want to parse all the things!\n"),
+    ('\nFROM foo\nADAPTER adapter1\nLICENSE """\nVery long and boring legal text.\nBlah blah blah.\n"Oh look, a quote!"\n"""\n\n'
     'PARAMETER param1 value1\nPARAMETER param2 value2\nTEMPLATE template1\nMESSAGE system """\nYou are a store greeter. '
-    'Always respond with "Hello!".\n"""\nMESSAGE user Hey there!\nMESSAGE assistant Hello, I want to parse all the things!\n',
+    'Always respond with "Hello!".\n"""\nMESSAGE user Hey there!\nMESSAGE assistant Hello, I want to parse all the things!\n'),
     '\nFROM foo\nSYSTEM ""\n',
 ]
 
@@ -505,8 +505,8 @@ def create_request(text: str, directory: Path = Path("/nonexistent"), **kwargs: 
             },
         ),
         (
-            "FROM test\nPARAMETER temperature 0.5\nPARAMETER top_k 1\nSYSTEM You are a bot.\nLICENSE license1\n"
-            "LICENSE license2\nMESSAGE user Hello there!\nMESSAGE assistant Hi! How are you?\n",
+            ("FROM test\nPARAMETER temperature 0.5\nPARAMETER top_k 1\nSYSTEM You are a bot.\nLICENSE license1\n"
+            "LICENSE license2\nMESSAGE user Hello there!\nMESSAGE assistant Hi! How are you?\n"),
             {
                 "from": "test",
                 "license": ["license1", "license2"],
@@ -519,8 +519,8 @@ def create_request(text: str, directory: Path = Path("/nonexistent"), **kwargs: 
             },
         ),
         (
-            "FROM test\nPARAMETER stop a\nPARAMETER num_ctx 4096\nPARAMETER stop b\nPARAMETER use_mmap false\n"
-            "RENDERER r\nPARSER p\nREQUIRES 0.14.0",
+            ("FROM test\nPARAMETER stop a\nPARAMETER num_ctx 4096\nPARAMETER stop b\nPARAMETER use_mmap false\n"
+            "RENDERER r\nPARSER p\nREQUIRES 0.14.0"),
             {
                 "from": "test",
                 "parameters": {"stop": ["a", "b"], "num_ctx": 4096, "use_mmap": False},
