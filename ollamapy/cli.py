@@ -14,7 +14,7 @@ import hashlib
 import sys
 from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
-from typing import Any, NoReturn, TypeVar
+from typing import Any, ClassVar, NoReturn, TypeVar
 
 import click
 
@@ -105,7 +105,7 @@ class _Group(click.Group):
     """The root command: verbs in definition order, Ollama's aliases (``start``, ``ls``), and
     errors printed as Ollama prints them."""
 
-    aliases = {"start": "serve", "ls": "list"}
+    aliases: ClassVar[dict[str, str]] = {"start": "serve", "ls": "list"}
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return list(self.commands)
@@ -120,10 +120,17 @@ class _Group(click.Group):
             raise click.UsageError(f'unknown command "{args[0]}" for "{_PROG}"', ctx)
         return super().resolve_command(ctx, args)
 
-    def main(self, args: Sequence[str] | None = None, prog_name: str | None = None, **extra: Any) -> NoReturn:
-        extra.pop("standalone_mode", None)
+    def main(
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        **extra: Any,
+    ) -> NoReturn:
+        """Always standalone: report every error as ``Error: …`` and exit with a status."""
         try:
-            result = super().main(args, prog_name or _PROG, standalone_mode=False, **extra)
+            result = super().main(args, prog_name or _PROG, complete_var, standalone_mode=False, **extra)
         except click.exceptions.NoArgsIsHelpError as err:
             click.echo(err.ctx.get_help())
             sys.exit(0)
@@ -166,7 +173,7 @@ def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> 
     async def server_version(client: Client) -> str:
         try:
             return await asyncio.wait_for(client.version(), timeout=2)
-        except (ClientError, asyncio.TimeoutError):
+        except (TimeoutError, ClientError):
             return ""
 
     reported = _run(server_version)

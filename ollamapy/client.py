@@ -23,14 +23,14 @@ from collections.abc import AsyncIterator, Callable
 from http import HTTPStatus
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, Self
 from urllib.parse import quote, urlsplit
 
 import aiohttp
 
 from ollamapy import __version__
 
-__all__ = ["Client", "ClientError", "StatusError", "ServerUnreachable", "UPLOAD_CHUNK_SIZE"]
+__all__ = ["UPLOAD_CHUNK_SIZE", "Client", "ClientError", "ServerUnreachable", "StatusError"]
 
 UPLOAD_CHUNK_SIZE = 1 << 20
 """Bytes read from disk per chunk when uploading a blob."""
@@ -117,7 +117,7 @@ class Client:
         self.host = host.rstrip("/")
         self._session: aiohttp.ClientSession | None = None
 
-    async def __aenter__(self) -> Client:
+    async def __aenter__(self) -> Self:
         return self
 
     async def __aexit__(

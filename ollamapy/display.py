@@ -16,9 +16,9 @@ import math
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, Self, TypeGuard
 
 from rich.cells import cell_len
 from rich.console import Console, Group, RenderableType
@@ -27,17 +27,17 @@ from rich.spinner import Spinner
 from rich.text import Text
 
 __all__ = [
-    "human_bytes",
-    "human_number",
-    "human_duration",
-    "human_time",
-    "parse_time",
-    "go_format_g",
-    "go_format_f",
-    "render_table",
+    "ProgressView",
     "format_list",
     "format_show_info",
-    "ProgressView",
+    "go_format_f",
+    "go_format_g",
+    "human_bytes",
+    "human_duration",
+    "human_number",
+    "human_time",
+    "parse_time",
+    "render_table",
 ]
 
 _KB, _MB, _GB, _TB = 1000, 1000**2, 1000**3, 1000**4
@@ -87,7 +87,7 @@ def human_number(n: int) -> str:
 
 def _go_round(x: float) -> int:
     """Go's ``math.Round``: halves away from zero (Python's ``round`` goes to even)."""
-    return int(math.floor(abs(x) + 0.5)) * (1 if x >= 0 else -1)
+    return math.floor(abs(x) + 0.5) * (1 if x >= 0 else -1)
 
 
 def human_duration(d: timedelta) -> str:
@@ -127,7 +127,7 @@ def human_time(t: datetime | None, zero_value: str, now: datetime | None = None)
     """
     if t is None:
         return zero_value
-    delta = (now or datetime.now(timezone.utc)) - t
+    delta = (now or datetime.now(UTC)) - t
     if _go_trunc_div(int(delta.total_seconds() / 3600), 24 * 365) < -20:
         return "Forever"
     if delta < timedelta(0):
@@ -135,7 +135,7 @@ def human_time(t: datetime | None, zero_value: str, now: datetime | None = None)
     return human_duration(delta) + " ago"
 
 
-_GO_ZERO_TIME = datetime(1, 1, 1, tzinfo=timezone.utc)
+_GO_ZERO_TIME = datetime(1, 1, 1, tzinfo=UTC)
 
 
 def parse_time(value: str | None) -> datetime | None:
@@ -144,7 +144,7 @@ def parse_time(value: str | None) -> datetime | None:
         return None
     parsed = datetime.fromisoformat(value)
     if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=timezone.utc)
+        parsed = parsed.replace(tzinfo=UTC)
     return None if parsed == _GO_ZERO_TIME else parsed
 
 
@@ -153,7 +153,7 @@ def _shortest_digits(x: float) -> tuple[str, int]:
     zeros) and the decimal point position ``dp`` (``|x| = 0.digits * 10**dp``)."""
     _, digits, exponent = Decimal(repr(abs(x))).as_tuple()
     if not isinstance(exponent, int):  # pragma: no cover - callers pass finite numbers
-        raise ValueError(x)
+        raise TypeError(x)
     text = "".join(map(str, digits))
     return text.rstrip("0"), len(text) + exponent
 
@@ -303,7 +303,7 @@ def format_list(models: Iterable[Mapping[str, Any]], prefix: str | None = None, 
     return render_table(rows, ["NAME", "ID", "SIZE", "MODIFIED"])
 
 
-def _is_number(value: Any) -> bool:
+def _is_number(value: Any) -> TypeGuard[int | float]:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
@@ -475,12 +475,14 @@ class ProgressView:
     On a terminal, a rich ``Live`` keeps one line per status (a spinner until the next
     status replaces it) and one bar per digest, and leaves the final state on screen. When
     the stream is not a terminal (pipes, CI logs, tests), each line is printed once, in its
-    final form, when it stops: the same text a user sees once Ollama's display settles.
+    final form and in the order the lines were added, as soon as it and every line above
+    it have stopped: the same text a user sees once Ollama's display settles.
     """
 
     def __init__(self, console: Console | None = None) -> None:
         self._console = console or Console(stderr=True, highlight=False)
         self._lines: dict[str, _ProgressLine] = {}
+        self._printed = 0
         self._status = ""
         self._live: Live | None = None
         if self._console.is_terminal:
@@ -491,7 +493,7 @@ class ProgressView:
         now = time.monotonic()
         return Group(*(line.render(now) for line in self._lines.values()))
 
-    def __enter__(self) -> ProgressView:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
@@ -520,8 +522,13 @@ class ProgressView:
         if line is None or line.stopped:
             return
         line.stopped = True
-        if self._live is None:
-            self._console.print(line.plain(), markup=False, highlight=False, soft_wrap=True)
+        if self._live is not None:
+            return
+        # Print in the order lines were added, as they stand on Ollama's final screen.
+        lines = list(self._lines.values())
+        while self._printed < len(lines) and lines[self._printed].stopped:
+            self._console.print(lines[self._printed].plain(), markup=False, highlight=False, soft_wrap=True)
+            self._printed += 1
 
     def status(self, message: str) -> None:
         """A new status line, stopping the previous one (Ollama's ``status != resp.Status``)."""

@@ -56,7 +56,7 @@ class FakeOllama:
 
     Models are show answers keyed by name; ``received`` records every request body so
     tests can check what the client sent; ``blob_chunks`` the sizes of the pieces an
-    upload arrived in.
+    upload arrived in; ``create_refusal`` makes ``/api/create`` answer (status, error).
     """
 
     models: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -65,6 +65,7 @@ class FakeOllama:
     blob_chunks: list[int] = field(default_factory=list)
     blob_posts: list[str] = field(default_factory=list)
     received: list[tuple[str, str, Any]] = field(default_factory=list)
+    create_refusal: tuple[int, str] | None = None
     create_events: list[dict[str, Any]] = field(
         default_factory=lambda: [
             {"status": "parsing GGUF"},
@@ -130,6 +131,8 @@ class FakeOllama:
 
     async def create(self, request: web.Request) -> web.StreamResponse:
         body = await self._body(request)
+        if self.create_refusal is not None:
+            return web.json_response({"error": self.create_refusal[1]}, status=self.create_refusal[0])
         if not body.get("from") and not body.get("files"):
             return web.json_response({"error": "neither 'from' or 'files' was specified"}, status=400)
         response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})

@@ -1,0 +1,456 @@
+"""The ``ollamapy`` command line against a fake server, and the formatting it borrows from
+Ollama (``HumanBytes``, ``HumanTime``, ``HumanNumber``, tablewriter layout)."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import socket
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from aiohttp import web
+from click.testing import CliRunner, Result
+from test_client import GEMMA_SHOW, FakeOllama, free_port
+
+from ollamapy import __version__
+from ollamapy.cli import main
+from ollamapy.display import (
+    go_format_f,
+    go_format_g,
+    human_bytes,
+    human_duration,
+    human_number,
+    human_time,
+    render_table,
+)
+
+NOT_RUNNING = "Error: could not connect to ollamapy server, is it running? (start it with 'ollamapy serve')\n"
+
+
+@pytest.fixture
+def fake() -> FakeOllama:
+    return FakeOllama(models={"gemma3:270m": GEMMA_SHOW})
+
+
+@pytest.fixture
+def served(fake: FakeOllama, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeOllama]:
+    """The fake server on a loopback port in a thread of its own (the CLI runs its own
+    event loop), with ``OLLAMA_HOST`` pointing at it."""
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    runner = web.AppRunner(fake.app())
+
+    async def start() -> None:
+        await runner.setup()
+        await web.SockSite(runner, sock).start()
+
+    asyncio.run_coroutine_threadsafe(start(), loop).result(30)
+    monkeypatch.setenv("OLLAMA_HOST", f"127.0.0.1:{sock.getsockname()[1]}")
+    try:
+        yield fake
+    finally:
+        asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(30)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join()
+        loop.close()
+
+
+def run(*args: str) -> Result:
+    return CliRunner().invoke(main, list(args))
+
+
+def iso(t: datetime) -> str:
+    return t.isoformat().replace("+00:00", "Z")
+
+
+# --- list ----------------------------------------------------------------------------
+
+
+def test_list_prints_ollamas_table(served: FakeOllama) -> None:
+    now = datetime.now(UTC)
+    served.list_entries = [
+        {"name": "gemma3:270m", "digest": "e7d4" + "0" * 60, "size": 291_554_930, "modified_at": iso(now - timedelta(days=15))},
+        {"name": "llama3.2:latest", "digest": "a80c4f17acd5" + "1" * 52, "size": 2_019_393_189,
+         "modified_at": iso(now - timedelta(seconds=90))},
+    ]
+    result = run("list")
+    assert result.exit_code == 0, result.output
+    assert result.stdout == (
+        "NAME" + " " * 15 + "ID" + " " * 14 + "SIZE" + " " * 6 + "MODIFIED" + " " * 11 + "\n"
+        "gemma3:270m" + " " * 8 + "e7d400000000" + " " * 4 + "291 MB" + " " * 4 + "2 weeks ago" + " " * 11 + "\n"
+        "llama3.2:latest" + " " * 4 + "a80c4f17acd5" + " " * 4 + "2.0 GB" + " " * 4 + "About a minute ago" + " " * 4 + "\n"
+    )
+    only = run("ls", "LLAMA")  # the alias, and a case-insensitive prefix
+    assert only.stdout.splitlines()[1:] == [
+        "llama3.2:latest    a80c4f17acd5    2.0 GB    About a minute ago    "
+    ]
+
+
+def test_list_without_models_prints_the_header(served: FakeOllama) -> None:
+    assert run("list").stdout == "NAME    ID    SIZE    MODIFIED \n"
+
+
+def test_list_without_server_says_how_to_start_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OLLAMA_HOST", f"127.0.0.1:{free_port()}")
+    result = run("list")
+    assert (result.exit_code, result.stdout, result.stderr) == (1, "", NOT_RUNNING)
+
+
+# --- show ----------------------------------------------------------------------------
+
+SHOW_INFO = (
+    "  Model\n"
+    "    architecture        gemma3     \n"
+    "    parameters          268.10M    \n"
+    "    context length      32768      \n"
+    "    embedding length    640        \n"
+    "    quantization        Q4_K_M     \n"
+    "\n"
+    "  Capabilities\n"
+    "    completion    \n"
+    "\n"
+    "  Parameters\n"
+    '    stop           "<end_of_turn>"    \n'
+    "    temperature    1                  \n"
+    "    top_k          64                 \n"
+    "    top_p          0.95               \n"
+    "\n"
+)
+SHOW_LICENSE = (
+    "  License\n"
+    "    Gemma Terms of Use                  \n"
+    "    Last modified: February 21, 2024    \n"
+    "    ...                                 \n"
+    "\n"
+)
+SHOW_METADATA = (
+    "  Metadata\n"
+    "    gemma3.context_length           32768                 \n"
+    "    gemma3.embedding_length         640                   \n"
+    "    general.architecture            gemma3                \n"
+    "    general.file_type               15                    \n"
+    "    general.parameter_count         2.68098176e+08        \n"
+    "    tokenizer.ggml.add_bos_token    true                  \n"
+    "    tokenizer.ggml.model            llama                 \n"
+    "    tokenizer.ggml.tokens           [<pad> ...+2 more]    \n"
+    "\n"
+)
+
+
+def test_show_prints_ollamas_sections(served: FakeOllama) -> None:
+    result = run("show", "gemma3:270m")
+    assert result.exit_code == 0, result.output
+    assert result.stdout == SHOW_INFO + SHOW_LICENSE
+    assert served.received[-1] == ("POST", "/api/show", {"model": "gemma3:270m"})
+
+
+def test_show_verbose_adds_metadata(served: FakeOllama) -> None:
+    result = run("show", "-v", "gemma3:270m")
+    assert result.stdout == SHOW_INFO + SHOW_METADATA + SHOW_LICENSE
+    assert served.received[-1] == ("POST", "/api/show", {"model": "gemma3:270m", "verbose": True})
+
+
+def test_show_without_model_info_falls_back_to_details(served: FakeOllama) -> None:
+    served.models["old"] = {"details": {"family": "llama", "parameter_size": "8.0B", "quantization_level": "Q4_0"}}
+    assert run("show", "old").stdout == (
+        "  Model\n"
+        "    architecture    llama    \n"
+        "    parameters      8.0B     \n"
+        "    quantization    Q4_0     \n"
+        "\n"
+    )
+
+
+@pytest.mark.parametrize(
+    ("flag", "expected"),
+    [
+        ("--modelfile", GEMMA_SHOW["modelfile"] + "\n"),
+        ("--license", GEMMA_SHOW["license"] + "\n"),
+        ("--parameters", GEMMA_SHOW["parameters"] + "\n"),
+        ("--template", "{{ .Prompt }}"),  # printed as is, without a newline
+        ("--system", ""),
+    ],
+)
+def test_show_one_field(served: FakeOllama, flag: str, expected: str) -> None:
+    result = run("show", "gemma3:270m", flag)
+    assert (result.exit_code, result.stdout) == (0, expected)
+
+
+def test_show_errors(served: FakeOllama) -> None:
+    both = run("show", "gemma3:270m", "--license", "--modelfile")
+    assert (both.exit_code, both.stderr) == (
+        1, "Error: only one of '--license', '--modelfile', '--parameters', '--system', or '--template' can be specified\n"
+    )
+    assert served.received == []
+    missing = run("show", "missing")
+    assert (missing.exit_code, missing.stdout, missing.stderr) == (1, "", "Error: model 'missing' not found\n")
+    served.models["flux"] = {**GEMMA_SHOW, "capabilities": ["image"]}
+    assert run("show", "flux").stderr == "Error: image generation models are not currently supported\n"
+
+
+# --- cp, rm --------------------------------------------------------------------------
+
+
+def test_cp_and_rm(served: FakeOllama) -> None:
+    copied = run("cp", "gemma3:270m", "mine")
+    assert (copied.exit_code, copied.stdout) == (0, "copied 'gemma3:270m' to 'mine'\n")
+    removed = run("rm", "mine", "gemma3:270m")
+    assert (removed.exit_code, removed.stdout) == (0, "deleted 'mine'\ndeleted 'gemma3:270m'\n")
+    assert served.models == {}
+
+
+def test_cp_and_rm_errors(served: FakeOllama) -> None:
+    assert run("cp", "nope", "x").stderr == 'Error: model "nope" not found\n'
+    partly = run("rm", "gemma3:270m", "nope", "never-reached")
+    assert (partly.exit_code, partly.stdout, partly.stderr) == (
+        1, "deleted 'gemma3:270m'\n", "Error: model 'nope' not found\n"
+    )
+    assert [body for _, path, body in served.received if path == "/api/delete"] == [{"model": "gemma3:270m"}, {"model": "nope"}]
+
+
+# --- create --------------------------------------------------------------------------
+
+
+@pytest.fixture
+def model_dir(tmp_path: Path) -> Path:
+    (tmp_path / "tiny.gguf").write_bytes(b"GGUF" + bytes(range(256)) * 64)
+    (tmp_path / "Modelfile").write_text("FROM ./tiny.gguf\nPARAMETER temperature 0.5\nSYSTEM You are terse.\n")
+    return tmp_path
+
+
+def test_create_uploads_the_gguf_then_creates(served: FakeOllama, model_dir: Path) -> None:
+    digest = "sha256:" + hashlib.sha256((model_dir / "tiny.gguf").read_bytes()).hexdigest()
+    result = run("create", "mine", "-f", str(model_dir / "Modelfile"))
+    assert result.exit_code == 0, result.output
+    assert result.stdout == ""
+    assert result.stderr.splitlines() == [
+        "gathering model components",
+        f"copying file {digest} 100%",
+        "parsing GGUF",
+        "using existing layer sha256:" + "1" * 64,
+        "creating new layer sha256:" + "2" * 64,
+        "writing manifest",
+        "success",
+    ]
+    assert served.blobs[digest] == (model_dir / "tiny.gguf").read_bytes()
+    assert served.received[-1] == (
+        "POST",
+        "/api/create",
+        {"model": "mine", "files": {"tiny.gguf": digest}, "system": "You are terse.", "parameters": {"temperature": 0.5}},
+    )
+
+
+def test_create_skips_blobs_the_server_has(served: FakeOllama, model_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(model_dir)  # ./Modelfile is the default
+    assert run("create", "mine").exit_code == 0
+    again = run("create", "mine", "--quantize", "q4_K_M")
+    assert again.exit_code == 0, again.output
+    assert len(served.blob_posts) == 1
+    assert served.received[-1][2]["quantize"] == "q4_K_M"
+
+
+def test_create_reports_modelfile_errors_before_contacting_the_server(
+    served: FakeOllama, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bad = tmp_path / "Bad"
+    bad.write_text("FROM x\nFOO bar\n")
+    result = run("create", "mine", "-f", str(bad))
+    assert result.exit_code == 1
+    assert result.stderr.startswith('Error: (line 2): command must be one of "from", ')
+    assert run("create", "mine", "-f", str(tmp_path / "absent")).stderr == "Error: specified Modelfile wasn't found\n"
+    monkeypatch.chdir(tmp_path)  # no ./Modelfile: FROM . finds no weights either
+    assert run("create", "mine").stderr.endswith("Error: no Modelfile or safetensors files found\n")
+    assert run("create", "bad name!", "-f", str(bad)).stderr == "Error: invalid model name: bad name!\n"
+    assert served.received == []
+
+
+def test_create_server_errors(served: FakeOllama, tmp_path: Path) -> None:
+    (tmp_path / "Modelfile").write_text("FROM gemma3:270m\nPARAMETER num_ctx 4096\n")
+    served.create_refusal = (404, "model 'gemma3:270m' not found")
+    refused = run("create", "mine", "-f", str(tmp_path / "Modelfile"))
+    assert (refused.exit_code, refused.stderr.splitlines()[-1]) == (1, "Error: 404 Not Found: model 'gemma3:270m' not found")
+    served.create_refusal = None
+    served.create_events = [{"status": "parsing GGUF"}, {"error": "template error: unexpected EOF"}]
+    (tmp_path / "Modelfile").write_text("FROM gemma3:270m\nTEMPLATE {{ .Prompt\n")
+    failed = run("create", "mine", "-f", str(tmp_path / "Modelfile"))
+    assert failed.exit_code == 1
+    assert failed.stderr.splitlines() == [
+        "gathering model components",
+        "parsing GGUF",
+        "Error: template error: unexpected EOF",
+    ]
+
+
+# --- argument errors, version, serve, import-default -----------------------------------
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["create"], "accepts 1 arg(s), received 0"),
+        (["show", "a", "b"], "accepts 1 arg(s), received 2"),
+        (["cp", "a"], "accepts 2 arg(s), received 1"),
+        (["rm"], "requires at least 1 arg(s), only received 0"),
+        (["frobnicate"], 'unknown command "frobnicate" for "ollamapy"'),
+        (["list", "--bogus"], "unknown flag: --bogus"),
+        (["show", "-x", "m"], "unknown shorthand flag: 'x' in -x"),
+        (["create", "m", "--file"], "flag needs an argument: --file"),
+    ],
+)
+def test_usage_errors_are_one_line(args: list[str], message: str) -> None:
+    result = run(*args)
+    assert (result.exit_code, result.stdout, result.stderr) == (1, "", f"Error: {message}\n")
+
+
+def test_version_without_server(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OLLAMA_HOST", f"127.0.0.1:{free_port()}")
+    result = run("--version")
+    assert (result.exit_code, result.stdout) == (0, f"ollamapy version is {__version__}\nOllama API version is 0.33.0\n")
+
+
+def test_version_warns_when_the_server_reports_another_api_version(
+    served: FakeOllama, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert run("-v").stdout.splitlines()[-1] == "Ollama API version is 0.33.0"
+    monkeypatch.setenv("OLLAMAPY_API_VERSION", "0.12.0")
+    lines = run("-v").stdout.splitlines()
+    assert lines[1] == "Ollama API version is 0.12.0"
+    assert lines[2].startswith("Warning: the server at http://127.0.0.1:") and lines[2].endswith(" reports Ollama API version 0.33.0")
+
+
+def test_module_entry_point() -> None:
+    result = subprocess.run([sys.executable, "-m", "ollamapy", "--help"], capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 0 and "Large language model runner" in result.stdout
+
+
+def test_serve_and_start_run_the_server(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[str] = []
+    monkeypatch.setattr("ollamapy.supervisor.server.run_server", lambda: calls.append("run"))
+    assert run("serve").exit_code == 0
+    assert run("start").exit_code == 0
+    assert calls == ["run", "run"]
+
+
+def test_serve_help_lists_environment_variables() -> None:
+    text = run("serve", "--help").stdout
+    assert "\nEnvironment Variables:\n" in text
+    assert "      OLLAMA_HOST                   IP Address for the ollama server" in text
+    assert "      OLLAMA_KEEP_ALIVE             " in text
+    assert "OLLAMA_LLM_LIBRARY" not in text  # parsed by envconfig but meaningless to ollamapy
+    assert "      OLLAMA_HOST  " in run("list", "--help").stdout
+
+
+def test_import_default_prints_the_status(models_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[Path] = []
+
+    def fake_import(store_root: Path) -> str:
+        seen.append(store_root)
+        return f"imported gemma3:270m into {store_root}"
+
+    monkeypatch.setattr("ollamapy.default_model.import_default_model", fake_import)
+    result = run("import-default")
+    assert (result.exit_code, result.stdout, seen) == (0, f"imported gemma3:270m into {models_dir}\n", [models_dir])
+
+
+# --- formatting ported from Ollama -----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("size", "text"),
+    [
+        (0, "0 B"), (1, "1 B"), (999, "999 B"),
+        (1000, "1 KB"), (1500, "1.5 KB"), (999999, "999 KB"),
+        (1000000, "1 MB"), (1500000, "1.5 MB"), (999999999, "999 MB"),
+        (1000000000, "1 GB"), (1500000000, "1.5 GB"), (999999999999, "999 GB"),
+        (1000000000000, "1 TB"), (1500000000000, "1.5 TB"), (1999999999999, "2.0 TB"),
+        (1234, "1.2 KB"), (1234567, "1.2 MB"), (1234567890, "1.2 GB"),
+        (10500, "10 KB"), (4_661_224_676, "4.7 GB"), (291_554_930, "291 MB"),
+    ],
+)
+def test_human_bytes(size: int, text: str) -> None:
+    assert human_bytes(size) == text
+
+
+@pytest.mark.parametrize(
+    ("count", "text"),
+    [
+        (0, "0"), (999, "999"), (1000, "1K"), (131072, "131K"),
+        (1000000, "1M"), (125000000, "125M"), (500500000, "500.50M"), (268098176, "268.10M"),
+        (1000000000, "1B"), (2800000000, "2.8B"), (8030261248, "8.0B"), (1000000000000, "1000B"),
+    ],
+)
+def test_human_number(count: int, text: str) -> None:
+    assert human_number(count) == text
+
+
+NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("offset", "text"),
+    [
+        (timedelta(hours=48), "2 days from now"),
+        (timedelta(hours=-48), "2 days ago"),
+        (timedelta(milliseconds=800), "Less than a second from now"),
+        (timedelta(days=365 * 200), "Forever"),
+        (timedelta(seconds=-1), "1 second ago"),
+        (timedelta(seconds=-59), "59 seconds ago"),
+        (timedelta(seconds=-119), "About a minute ago"),
+        (timedelta(minutes=-59), "59 minutes ago"),
+        (timedelta(minutes=-89), "About an hour ago"),
+        (timedelta(minutes=-90), "2 hours ago"),
+        (timedelta(hours=-47), "47 hours ago"),
+        (timedelta(days=-13), "13 days ago"),
+        (timedelta(days=-14), "2 weeks ago"),
+        (timedelta(days=-59), "8 weeks ago"),
+        (timedelta(days=-60), "2 months ago"),
+        (timedelta(days=-729), "24 months ago"),
+        (timedelta(days=-731), "2 years ago"),
+        (timedelta(minutes=4, seconds=30), "4 minutes from now"),
+    ],
+)
+def test_human_time(offset: timedelta, text: str) -> None:
+    assert human_time(NOW + offset, "Never", NOW) == text
+
+
+def test_human_time_zero_value() -> None:
+    assert human_time(None, "Never", NOW) == "Never"
+    assert human_duration(timedelta(0)) == "Less than a second"
+
+
+@pytest.mark.parametrize(
+    ("value", "g", "f"),
+    [
+        (268098176, "2.68098176e+08", "268098176"),
+        (32768, "32768", "32768"),
+        (1000000, "1e+06", "1000000"),
+        (123456, "123456", "123456"),
+        (0.95, "0.95", "0.95"),
+        (1e-05, "1e-05", "0.00001"),
+        (0.0001, "0.0001", "0.0001"),
+        (-2.5, "-2.5", "-2.5"),
+        (0, "0", "0"),
+    ],
+)
+def test_go_float_formatting(value: float, g: str, f: str) -> None:
+    assert (go_format_g(value), go_format_f(value)) == (g, f)
+
+
+def test_table_wraps_long_cells_with_least_raggedness() -> None:
+    # Greedy wrapping would give "aaa bb" / "cc" / "ddddd"; tablewriter balances the lines,
+    # and fills the other cells of the extra lines with two spaces.
+    assert render_table([["x", "aaa bb cc ddddd"]], col_width=6) == (
+        "x    aaa       \n"
+        "      bb cc     \n"
+        "      ddddd     \n"
+    )
+    assert render_table([["a", "b"], ["ccc"]], ["H1", "H2"]) == "H1     H2 \na      b     \nccc    \n"
