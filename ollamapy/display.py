@@ -438,6 +438,9 @@ def format_show_info(resp: Mapping[str, Any], verbose: bool = False) -> str:
     return "".join(out)
 
 
+_BAR_LEFT, _BAR_FULL, _BAR_RIGHT = "\u2595", "\u2588", "\u258f"
+
+
 @dataclass
 class _ProgressLine:
     """One line of a progress display: a spinner (``total`` None) or a byte bar."""
@@ -448,50 +451,54 @@ class _ProgressLine:
     stopped: bool = False
     spinner: Spinner = field(default_factory=lambda: Spinner("dots"))
 
-    def plain(self) -> str:
+    def final(self) -> str:
+        """The line as it stays on screen once stopped."""
         if self.total is None:
             return self.message
-        percent = int(100 * self.completed / self.total) if self.total else 100
-        return f"{self.message} {percent:3d}% {human_bytes(self.completed)}/{human_bytes(self.total)}"
+        return f"{self.message} {self._bar()} {human_bytes(self.total)}"
 
-    def render(self, now: float) -> Text:
+    def _bar(self) -> str:
+        fraction = min(self.completed / self.total, 1.0) if self.total else 1.0
+        filled = int(fraction * 25)
+        return f"{int(fraction * 100):3d}% {_BAR_LEFT}{_BAR_FULL * filled}{' ' * (25 - filled)}{_BAR_RIGHT}"
+
+    def live(self, now: float) -> Text:
+        """The line while it runs: one terminal row, cut with an ellipsis if too wide."""
         if self.total is not None:
-            fraction = self.completed / self.total if self.total else 1.0
-            filled = int(fraction * 25)
-            bar = "\u2595" + "\u2588" * filled + " " * (25 - filled) + "\u258f"
-            return Text(
-                f"{self.message} {int(fraction * 100):3d}% {bar} "
-                f"{human_bytes(self.completed)}/{human_bytes(self.total)}"
-            )
-        if self.stopped:
-            return Text(self.message + " ")
-        frame = self.spinner.render(now)
-        return Text.assemble(self.message + " ", frame if isinstance(frame, Text) else str(frame), " ")
+            text = f"{self.message} {self._bar()} {human_bytes(self.completed)}/{human_bytes(self.total)}"
+        else:
+            frame = self.spinner.render(now)
+            text = f"{self.message} {frame.plain if isinstance(frame, Text) else frame} "
+        return Text(text, no_wrap=True, overflow="ellipsis")
 
 
 class ProgressView:
     """Ollama's progress display for NDJSON progress streams.
 
-    On a terminal, a rich ``Live`` keeps one line per status (a spinner until the next
-    status replaces it) and one bar per digest, and leaves the final state on screen. When
-    the stream is not a terminal (pipes, CI logs, tests), each line is printed once, in its
-    final form and in the order the lines were added, as soon as it and every line above
-    it have stopped: the same text a user sees once Ollama's display settles.
+    One line per status (a spinner until the next status replaces it) and one bar per
+    digest, kept in the order they were added. A line is printed for good, in its final
+    form, once it and every line above it have stopped; on a terminal the lines still
+    running are drawn below by a rich ``Live`` (cut to one row each). When stderr is not a
+    terminal (pipes, CI logs, tests) only the final lines appear: the same text a user
+    sees once Ollama's display settles.
     """
 
     def __init__(self, console: Console | None = None) -> None:
         self._console = console or Console(stderr=True, highlight=False)
-        self._lines: dict[str, _ProgressLine] = {}
+        self._lines: list[_ProgressLine] = []
+        self._by_key: dict[str, _ProgressLine] = {}
         self._printed = 0
         self._status = ""
         self._live: Live | None = None
         if self._console.is_terminal:
-            self._live = Live(self, console=self._console, refresh_per_second=12, transient=False)
+            self._live = Live(
+                self, console=self._console, refresh_per_second=12, transient=True, redirect_stdout=False, redirect_stderr=False
+            )
             self._live.start()
 
     def __rich__(self) -> RenderableType:
         now = time.monotonic()
-        return Group(*(line.render(now) for line in self._lines.values()))
+        return Group(*(line.live(now) for line in self._lines[self._printed:]))
 
     def __enter__(self) -> Self:
         return self
@@ -504,31 +511,37 @@ class ProgressView:
         self._console.print(message, markup=False, highlight=False, soft_wrap=True)
 
     def spinner(self, key: str, message: str) -> None:
-        """Start a spinner line (keys are unique per line: the status text, a digest, …)."""
-        self._lines[key] = _ProgressLine(message)
+        """Start a spinner line; ``key`` names it for later updates (the newest line wins)."""
+        line = _ProgressLine(message)
+        self._lines.append(line)
+        self._by_key[key] = line
 
     def set_message(self, key: str, message: str) -> None:
         """Change a running line's text in place (upload percentages, quantize progress)."""
-        self._lines[key].message = message
+        self._by_key[key].message = message
 
     def bar(self, key: str, message: str, total: int, completed: int) -> None:
         """Start a byte bar, or move an existing one to ``completed``."""
-        line = self._lines.setdefault(key, _ProgressLine(message, total=total))
+        line = self._by_key.get(key)
+        if line is None:
+            line = _ProgressLine(message, total=total)
+            self._lines.append(line)
+            self._by_key[key] = line
         line.total, line.completed = total, completed
 
     def stop_line(self, key: str) -> None:
-        """Freeze one line in its final form (printed now when not on a terminal)."""
-        line = self._lines.get(key)
+        """Freeze one line in its final form."""
+        line = self._by_key.get(key)
         if line is None or line.stopped:
             return
         line.stopped = True
-        if self._live is not None:
-            return
-        # Print in the order lines were added, as they stand on Ollama's final screen.
-        lines = list(self._lines.values())
-        while self._printed < len(lines) and lines[self._printed].stopped:
-            self._console.print(lines[self._printed].plain(), markup=False, highlight=False, soft_wrap=True)
-            self._printed += 1
+        self._flush()
+
+    def _flush(self) -> None:
+        """Print the stopped lines at the top, in order, for good."""
+        while self._printed < len(self._lines) and self._lines[self._printed].stopped:
+            self._printed += 1  # first, so the live region no longer draws it
+            self.log(self._lines[self._printed - 1].final())
 
     def status(self, message: str) -> None:
         """A new status line, stopping the previous one (Ollama's ``status != resp.Status``)."""
@@ -548,14 +561,13 @@ class ProgressView:
         status = str(event.get("status") or "")
         digest = str(event.get("digest") or "")
         if digest:
-            label = status or f"{bar_verb} {digest[7:19]}..."
-            total = int(event.get("total") or 0)
-            self.bar(digest, label, total, int(event.get("completed") or 0))
-            if total and int(event.get("completed") or 0) >= total:
+            total, completed = int(event.get("total") or 0), int(event.get("completed") or 0)
+            self.bar(digest, status or f"{bar_verb} {digest[7:19]}...", total, completed)
+            if total and completed >= total:
                 self.stop_line(digest)
         elif "quantizing" in status:
             self.stop_line(self._status)
-            if "quantize" in self._lines:
+            if "quantize" in self._by_key:
                 self.set_message("quantize", status)
             else:
                 self.spinner("quantize", status)
@@ -563,9 +575,10 @@ class ProgressView:
             self.status(status)
 
     def stop(self) -> None:
-        """Freeze every line; the display stays on screen (Ollama's ``Progress.Stop``)."""
-        for key in list(self._lines):
-            self.stop_line(key)
+        """Freeze and print every line (Ollama's ``Progress.Stop``)."""
+        for line in self._lines:
+            line.stopped = True
+        self._flush()
         if self._live is not None:
             self._live.stop()
             self._live = None

@@ -252,10 +252,24 @@ def test_create_uploads_the_gguf_then_creates(served: FakeOllama, model_dir: Pat
 def test_create_skips_blobs_the_server_has(served: FakeOllama, model_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(model_dir)  # ./Modelfile is the default
     assert run("create", "mine").exit_code == 0
+    zeros = "0000000000000000000"
+    served.create_events = [
+        {"status": "parsing GGUF"},
+        {"status": "quantizing F32 model to Q4_K_M", "digest": zeros, "total": 6, "completed": 0},
+        {"status": "quantizing F32 model to Q4_K_M", "digest": zeros, "total": 6, "completed": 6},
+        {"status": "creating new layer sha256:" + "3" * 64},
+        {"status": "success"},
+    ]
     again = run("create", "mine", "--quantize", "q4_K_M")
     assert again.exit_code == 0, again.output
     assert len(served.blob_posts) == 1
     assert served.received[-1][2]["quantize"] == "q4_K_M"
+    assert again.stderr.splitlines()[2:] == [
+        "parsing GGUF",
+        "quantizing F32 model to Q4_K_M 100% \u2595" + "\u2588" * 25 + "\u258f 6 B",
+        "creating new layer sha256:" + "3" * 64,
+        "success",
+    ]
 
 
 def test_create_reports_modelfile_errors_before_contacting_the_server(
