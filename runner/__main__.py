@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> None:
 
     # llama.cpp and friends sometimes print to stdout; keep all output on the one relayed stream.
     os.dup2(2, 1)
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(message)s")
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(message)s")
     _die_with_parent(args.parent_pid)
 
     # Imported late: loading llama_cpp takes a while and the parent check should not wait.
@@ -66,8 +66,8 @@ def main(argv: list[str] | None = None) -> None:
     threading.Thread(target=_watch_stdin, name="stdin-watchdog", daemon=True).start()
     try:
         asyncio.run(serve(LlamaEngine(), spec, args.socket))
-    except Exception as err:
-        log.exception("error loading model: %s", err)
+    except Exception:
+        log.exception("error: runner failed")
         logging.shutdown()
         os._exit(1)
 

@@ -99,6 +99,9 @@ class LlamaEngine:
 
     def load(self, spec: LoadSpec, progress: Callable[[float], bool]) -> None:
         self._llm, self._adapters = load_llama(spec, progress)
+        # llama.cpp pads its context to a multiple of 256, but Llama.input_ids (and Ollama's
+        # num_ctx) is the size asked for: that is the limit.
+        self._n_ctx = spec.num_ctx
         self._vocab = llama_lib.llama_model_get_vocab(self._llm.model)
         self._n_vocab = self._llm.n_vocab()
 
@@ -110,7 +113,7 @@ class LlamaEngine:
         return b"".join(self._piece(t) for t in tokens).decode("utf-8", errors="replace")
 
     def complete(self, request: CompletionRequest, cancel: threading.Event) -> Iterator[CompletionChunk]:
-        n_ctx = self.llm.n_ctx()
+        n_ctx = self._n_ctx
         if request.tokens is not None:
             prompt = list(request.tokens)
             self._check_ids(prompt)
@@ -128,7 +131,7 @@ class LlamaEngine:
             discard = len(prompt) - n_ctx
             window = prompt[:num_keep] + prompt[num_keep + discard :]
             log.warning("truncating input prompt: limit=%d prompt=%d keep=%d new=%d", n_ctx, len(prompt), num_keep, len(window))
-        sampler = build_sampler(self.llm, request, window)
+        sampler = build_sampler(self.llm, request, window, n_ctx)
         return self._generate(request, prompt, window, num_keep, sampler, cancel)
 
     def embed(self, texts: list[str], cancel: threading.Event) -> EmbeddingResponse:
@@ -174,7 +177,7 @@ class LlamaEngine:
         cancel: threading.Event,
     ) -> Iterator[CompletionChunk]:
         llm = self.llm
-        n_ctx = llm.n_ctx()
+        n_ctx = self._n_ctx
         limit = self._predict_limit(request.num_predict, n_ctx)
         try:
             started = time.perf_counter_ns()
@@ -186,7 +189,7 @@ class LlamaEngine:
 
             out = OutputFilter(request.stop)
             generated: list[int] = []
-            response_parts: list[str] = []
+            ends: list[int] = []  # where each generated token's text ends in the output
             eval_ns = 0
             repeat, last_key = 0, b""
             reason = "length"
@@ -204,9 +207,9 @@ class LlamaEngine:
                 repeat, last_key = (repeat + 1 if key == last_key else 0), key
                 logprob = self._logprob(token, request.top_logprobs) if request.logprobs else None
                 text, logprobs = out.push(piece, logprob)
+                ends.append(out.decoded_length)
                 eval_ns += time.perf_counter_ns() - step
                 if text or logprobs:
-                    response_parts.append(text)
                     yield CompletionChunk(content=text, logprobs=logprobs or None, eval_count=len(generated), eval_duration=eval_ns)
                 if out.stopped:
                     reason = "stop"
@@ -231,14 +234,11 @@ class LlamaEngine:
             sampler.close()
 
         text, logprobs = out.finish()
-        response_parts.append(text)
         context = None
         if request.return_context:
-            if out.stopped:
-                # The stop string's tokens are not part of the response: re-tokenize what was sent.
-                context = prompt + self.tokenize("".join(response_parts), add_special=False)
-            else:
-                context = prompt + [t for t in generated if not llama_lib.llama_vocab_is_eog(self._vocab, t)]
+            # The response's tokens: no EOS, none that reaches into a stop string.
+            limit_at = out.stop_offset if out.stop_offset is not None else out.decoded_length
+            context = prompt + [t for t, end in zip(generated, ends) if end <= limit_at]
         log.info(
             "completion done: prompt %d tokens (%d cached) in %.1f ms, %d tokens in %.1f ms, %s",
             len(window), cached, prompt_ns / 1e6, len(generated), eval_ns / 1e6, reason,

@@ -34,11 +34,11 @@ def grammar_text(request: CompletionRequest) -> str | None:
     return None
 
 
-def build_sampler(llm: llama_cpp.Llama, request: CompletionRequest, prompt: list[int]) -> LlamaSampler:
+def build_sampler(llm: llama_cpp.Llama, request: CompletionRequest, prompt: list[int], n_ctx: int) -> LlamaSampler:
     """The sampler chain for ``request``; the prompt's last tokens prime the penalties."""
     chain = LlamaSampler()
     n_vocab = llm.n_vocab()
-    last_n = llm.n_ctx() if request.repeat_last_n < 0 else request.repeat_last_n
+    last_n = n_ctx if request.repeat_last_n < 0 else request.repeat_last_n
     if last_n > 0 and (request.repeat_penalty != 1.0 or request.frequency_penalty != 0.0 or request.presence_penalty != 0.0):
         chain.add_penalties(n_vocab, last_n, request.repeat_penalty, request.frequency_penalty, request.presence_penalty)
         # llama-server counts the prompt in the penalty window too; only the penalty

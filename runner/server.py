@@ -52,6 +52,19 @@ def _error(status: int, message: str) -> web.Response:
     return _json(ErrorResponse(error=message), status)
 
 
+async def _settle(future: asyncio.Future[object]) -> None:
+    """Wait until a worker-thread job is over, even through (repeated) cancellation of the
+    waiting task, which is re-raised afterwards: the model is not free before the job is."""
+    cancelled = False
+    while not future.done():
+        try:
+            await asyncio.wait([future])
+        except asyncio.CancelledError:
+            cancelled = True
+    if cancelled:
+        raise asyncio.CancelledError
+
+
 class _HTTPError(Exception):
     """Answer the request with ``status`` and ``{"error": message}``."""
 
@@ -144,7 +157,7 @@ class RunnerServer:
                     return await self._send_stream(request, queue)
                 finally:
                     cancel.set()
-                    await asyncio.shield(worker)
+                    await _settle(worker)
         finally:
             self.active -= 1
 
@@ -199,7 +212,7 @@ class RunnerServer:
                     return _json(await asyncio.shield(work))
                 finally:
                     cancel.set()
-                    await asyncio.wait([work])
+                    await _settle(work)
         finally:
             self.active -= 1
 
@@ -223,5 +236,8 @@ async def serve(engine: Engine, spec: LoadSpec, socket_path: str) -> None:
     await runner.setup()
     await web.UnixSite(runner, socket_path).start()
     log.info("runner listening on %s", socket_path)
-    await server.load(spec)
+    try:
+        await server.load(spec)
+    except Exception as err:
+        raise RuntimeError(f"error loading model {spec.model_path}: {err}") from err
     await asyncio.Event().wait()

@@ -18,7 +18,9 @@ class OutputFilter:
     """Feed token pieces with ``push``; send what it returns; call ``finish`` at the end.
 
     ``stopped`` becomes True once a stop string appeared: the text before it has been
-    released and everything from the stop string on is dropped.
+    released and everything from the stop string on is dropped. Offsets (``decoded_length``,
+    ``stop_offset``) count characters of the whole output, so the caller can tell which
+    tokens lie before the stop string.
     """
 
     def __init__(self, stops: list[str]) -> None:
@@ -27,7 +29,14 @@ class OutputFilter:
         self._held = ""
         # (offset in _held where the token's text starts, its logprob)
         self._held_logprobs: list[tuple[int, Logprob]] = []
+        self._released_length = 0  # characters before _held (sent or dropped)
         self.stopped = False
+        self.stop_offset: int | None = None
+
+    @property
+    def decoded_length(self) -> int:
+        """Characters decoded so far: where the next token's text will start."""
+        return self._released_length + len(self._held)
 
     def push(self, piece: bytes, logprob: Logprob | None = None) -> tuple[str, list[Logprob]]:
         """Add one token's bytes; returns the text (and logprobs) that is now safe to send."""
@@ -39,6 +48,7 @@ class OutputFilter:
         if self.stopped:
             return text, logprobs
         rest, rest_logprobs = self._held, [lp for _, lp in self._held_logprobs]
+        self._released_length += len(rest)
         self._held, self._held_logprobs = "", []
         return text + rest, logprobs + rest_logprobs
 
@@ -51,6 +61,7 @@ class OutputFilter:
         hits = [i for i in (self._held.find(s) for s in self._stops) if i >= 0]
         if hits:
             self.stopped = True
+            self.stop_offset = self._released_length + min(hits)
             return self._release(min(hits), drop_rest=True)
         return self._release(len(self._held) - self._stop_prefix_len(), drop_rest=False)
 
@@ -72,6 +83,7 @@ class OutputFilter:
         """
         text = self._held[:upto]
         released = [lp for start, lp in self._held_logprobs if start < upto]
+        self._released_length += len(self._held) if drop_rest else upto
         if drop_rest:
             self._held, self._held_logprobs = "", []
         else:
