@@ -11,12 +11,28 @@ content, holding back partial tags and eating the whitespace after each tag.
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
+
+from ollamapy.gotemplate import (
+    ActionNode,
+    BranchNode,
+    CommandNode,
+    FieldNode,
+    ListNode,
+    Node,
+    PipeNode,
+    RangeNode,
+    Template,
+    TemplateNode,
+    TextNode,
+)
 
 __all__ = [
     "GO_SPACE",
     "ThinkingParser",
     "ThinkingState",
     "chat_template_thinking_tags",
+    "infer_thinking_tags",
 ]
 
 # Go's unicode.IsSpace, which strings.TrimSpace and TrimLeftFunc use (Python's
@@ -162,3 +178,70 @@ def chat_template_thinking_tags(chat_template: str | None) -> tuple[str, str] | 
         ):
             return open_, close
     return None
+
+
+def _visit(
+    node: Node | None, enter: Callable[[Node, list[Node]], None], ancestors: list[Node]
+) -> None:
+    """Go's ``templateVisit`` order: lists, branches (condition, body, else), actions,
+    template calls, pipelines and commands; ``ancestors`` ends with ``node``."""
+    if node is None:
+        return
+    ancestors.append(node)
+    enter(node, ancestors)
+    children: list[Node | None] = []
+    if isinstance(node, ListNode):
+        children = list(node.nodes)
+    elif isinstance(node, BranchNode):
+        children = [node.pipe, node.list, node.else_list]
+    elif isinstance(node, (ActionNode, TemplateNode)):
+        children = [node.pipe]
+    elif isinstance(node, PipeNode):
+        children = list(node.cmds)
+    elif isinstance(node, CommandNode):
+        children = list(node.args)
+    for child in children:
+        _visit(child, enter, ancestors)
+    ancestors.pop()
+
+
+def _range_over_messages(node: RangeNode) -> bool:
+    found: list[bool] = []
+
+    def enter(n: Node, _: list[Node]) -> None:
+        if isinstance(n, FieldNode) and n.ident and n.ident[0] == "Messages":
+            found.append(True)
+
+    _visit(node.pipe, enter, [])
+    return bool(found)
+
+
+def infer_thinking_tags(template: Template) -> tuple[str, str] | None:
+    """The thinking tags of a parsed Go template, by Ollama's ``InferTags`` heuristic.
+
+    For every ``.Thinking`` field whose nearest enclosing ``range`` ranges over
+    ``.Messages``, the first and last nodes of its nearest enclosing list, when they are
+    text, give the opening and closing tags (trimmed); later fields overwrite earlier
+    ones. None unless both tags end up non-empty.
+    """
+    tags = ["", ""]
+
+    def enter(node: Node, ancestors: list[Node]) -> None:
+        if not (
+            isinstance(node, FieldNode) and node.ident and node.ident[0] == "Thinking"
+        ):
+            return
+        nearest_range = next(
+            (a for a in reversed(ancestors) if isinstance(a, RangeNode)), None
+        )
+        if nearest_range is None or not _range_over_messages(nearest_range):
+            return
+        body = next(a for a in reversed(ancestors) if isinstance(a, ListNode))
+        first, last = body.nodes[0], body.nodes[-1]
+        if isinstance(first, TextNode):
+            tags[0] = first.text.strip(GO_SPACE)
+        if isinstance(last, TextNode):
+            tags[1] = last.text.strip(GO_SPACE)
+
+    _visit(template.root, enter, [])
+    return (tags[0], tags[1]) if tags[0] and tags[1] else None

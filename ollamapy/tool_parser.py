@@ -24,6 +24,17 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from ollamapy.api_types import ToolCall, ToolCallFunction
+from ollamapy.gotemplate import (
+    ActionNode,
+    FieldNode,
+    IfNode,
+    ListNode,
+    Node,
+    RangeNode,
+    Template,
+    TextNode,
+    WithNode,
+)
 from ollamapy.thinking import GO_SPACE
 from ollamapy.tools_types import Tool
 
@@ -31,6 +42,7 @@ __all__ = [
     "ToolCallParser",
     "parse_tool_calls",
     "tool_call_id",
+    "tool_call_tag",
 ]
 
 _ID_ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789"
@@ -40,6 +52,63 @@ _JSON_TAGS = ("{", "[")
 def tool_call_id() -> str:
     """A new tool-call id as Ollama makes them: ``call_`` + 8 chars of ``[a-z0-9]``."""
     return "call_" + "".join(secrets.choice(_ID_ALPHABET) for _ in range(8))
+
+
+def tool_call_tag(template: Template) -> str:
+    """The tag a template writes before tool calls; ``{`` when it has none.
+
+    The first non-whitespace text inside the template's first ``{{ if .ToolCalls }}``
+    block (searching nested ``if``/``range``/``with`` bodies, stopping at an action),
+    cut at its first ``{`` and trimmed: ``<tool_call>``, ``[TOOL_CALLS]``…
+    """
+    block = _tool_calls_block(template.root.nodes)
+    text = _first_text(block.list.nodes) if block is not None else None
+    if text is None:
+        return "{"
+    tag = text.replace("\r\n", "\n").split("{", 1)[0].strip(GO_SPACE)
+    return tag or "{"
+
+
+def _tool_calls_block(nodes: Sequence[Node]) -> IfNode | None:
+    for node in nodes:
+        if isinstance(node, IfNode) and any(
+            isinstance(arg, FieldNode) and "ToolCalls" in arg.ident
+            for cmd in node.pipe.cmds
+            for arg in cmd.args
+        ):
+            return node
+        if isinstance(node, ListNode):
+            found = _tool_calls_block(node.nodes)
+        elif isinstance(node, (IfNode, RangeNode, WithNode)):
+            found = _tool_calls_block(node.list.nodes)
+            if found is None and node.else_list is not None:
+                found = _tool_calls_block(node.else_list.nodes)
+        else:
+            continue
+        if found is not None:
+            return found
+    return None
+
+
+def _first_text(nodes: Sequence[Node]) -> str | None:
+    """Depth-first, the first text that is not only whitespace, up to the first action
+    or the end of the first nested block."""
+    for node in nodes:
+        if isinstance(node, TextNode):
+            if node.text.strip(GO_SPACE):
+                return node.text
+        elif isinstance(node, ListNode):
+            text = _first_text(node.nodes)
+            if text is not None:
+                return text
+        elif isinstance(node, (IfNode, RangeNode, WithNode)):
+            text = _first_text(node.list.nodes)
+            if text is None and node.else_list is not None:
+                text = _first_text(node.else_list.nodes)
+            return text
+        elif isinstance(node, ActionNode):
+            return None
+    return None
 
 
 class ToolCallParser:

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from ollamapy.thinking import ThinkingParser, ThinkingState, chat_template_thinking_tags
+from ollamapy.gotemplate import Template
+from ollamapy.thinking import (
+    ThinkingParser,
+    ThinkingState,
+    chat_template_thinking_tags,
+    infer_thinking_tags,
+)
 
 S = ThinkingState
 
@@ -148,3 +154,99 @@ def test_chat_template_thinking_tags(
     template: str | None, tags: tuple[str, str] | None
 ) -> None:
     assert chat_template_thinking_tags(template) == tags
+
+
+QWEN3_TEMPLATE = """
+{{- if or .System .Tools .Thinking }}<|im_start|>system
+{{- if .System }}
+{{ .System }}
+{{- end }}
+{{- if .Tools }}
+
+# Tools
+
+<tools>
+{{- range .Tools }}
+{"type": "function", "function": {{ .Function }}}
+{{- end }}
+</tools>
+{{- end }}
+{{- if .Thinking }}
+/think
+{{- else }}
+/no_think
+{{- end }}<|im_end|>
+{{ end }}
+{{- range $i, $_ := .Messages }}
+{{- $last := eq (len (slice $.Messages $i)) 1 -}}
+{{- if eq .Role "user" }}<|im_start|>user
+{{ .Content }}<|im_end|>
+{{ else if eq .Role "assistant" }}<|im_start|>assistant
+{{ if and $last .Thinking }}
+<think>{{ .Thinking }}</think>
+{{ end }}
+{{ if .Content }}{{ .Content }}
+{{- else if .ToolCalls }}<tool_call>
+{{ range .ToolCalls }}{"name": "{{ .Function.Name }}", "arguments": {{ .Function.Arguments }}}
+{{ end }}</tool_call>
+{{- end }}{{ if not $last }}<|im_end|>
+{{ end }}
+{{- else if eq .Role "tool" }}<|im_start|>user
+<tool_response>
+{{ .Content }}
+</tool_response><|im_end|>
+{{ end }}
+{{- if and (ne .Role "assistant") $last }}<|im_start|>assistant
+{{ end }}
+{{- end }}
+"""
+
+INFER_CASES = {
+    "basic": (
+        """
+            {{ if .Thinking}}
+                /think
+            {{ end }}
+            {{- range $i, $_ := .Messages }}
+                {{- $last := eq (len (slice $.Messages $i)) 1 -}}
+                {{ if and $last .Thinking }}
+                    <think>{{ .Thinking }}</think>
+                {{ end }}
+            {{ end }}
+        """,
+        ("<think>", "</think>"),
+    ),
+    "nearest range is not over messages": (
+        """
+            {{- range $i, $_ := .Messages }}
+                {{- range $j, $_ := .NotMessages }}
+                    {{ if .Thinking }}<think>{{ .Thinking }}</think>{{ end }}
+                {{ end }}
+            {{ end }}
+        """,
+        None,
+    ),
+    "whitespace is trimmed": (
+        """
+            {{- range $i, $_ := .Messages }}
+                {{ if .Thinking }}
+                    Some text before   {{ .Thinking }}    Some text after
+                {{ end }}
+            {{ end }}
+        """,
+        ("Some text before", "Some text after"),
+    ),
+    "qwen3": (QWEN3_TEMPLATE, ("<think>", "</think>")),
+    "thinking outside any range": (
+        "{{ if .Thinking }}<think>{{ .Thinking }}</think>{{ end }}",
+        None,
+    ),
+    "no thinking": ("{{ range .Messages }}{{ .Content }}{{ end }}", None),
+}
+
+
+@pytest.mark.parametrize(
+    ("template", "tags"), INFER_CASES.values(), ids=INFER_CASES.keys()
+)
+def test_infer_thinking_tags(template: str, tags: tuple[str, str] | None) -> None:
+    assert infer_thinking_tags(Template.parse(template)) == tags

@@ -7,7 +7,13 @@ import re
 import pytest
 
 from ollamapy.api_types import ToolCall
-from ollamapy.tool_parser import ToolCallParser, parse_tool_calls, tool_call_id
+from ollamapy.gotemplate import Template
+from ollamapy.tool_parser import (
+    ToolCallParser,
+    parse_tool_calls,
+    tool_call_id,
+    tool_call_tag,
+)
 from ollamapy.tools_types import Tool
 
 
@@ -607,3 +613,82 @@ def test_argument_discovery(tool: str, text: str, args: dict | None) -> None:
     calls, content = parse_tool_calls(QWEN + text, [tool], QWEN)
     assert content == ""
     assert [c.function.arguments for c in calls] == ([args] if args is not None else [])
+
+
+TAG_CASES = {
+    "empty": ("", "{"),
+    "no tool-call block": ("{{ range .Messages }}{{ .Content }}{{ end }}", "{"),
+    "no tag": ("{{if .ToolCalls}}{{end}}", "{"),
+    "no tag with range": (
+        "{{if .ToolCalls}}{{range .ToolCalls}}{{ . }}{{end}}{{end}}",
+        "{",
+    ),
+    "json code block": ("{{if .ToolCalls}}```json\n{{end}}", "```json"),
+    "square brackets": (
+        "{{if .ToolCalls}}[{{range .ToolCalls}}{{ . }}{{end}}]{{end}}",
+        "[",
+    ),
+    "square brackets with whitespace": (
+        "{{if .ToolCalls}}\n [ {{range .ToolCalls}}{{ . }}{{end}}]{{end}}",
+        "[",
+    ),
+    "trailing ]": ("{{if .ToolCalls}}{{range .ToolCalls}}{{ . }}{{end}}]{{end}}", "{"),
+    "whitespace only": (
+        "{{if .ToolCalls}} {{range .ToolCalls}}{{ . }}{{end}}{{end}}",
+        "{",
+    ),
+    "whitespace only in range": (
+        "{{if .ToolCalls}}{{range .ToolCalls}}\n{{ . }}\n{{end}}{{end}}",
+        "{",
+    ),
+    "json objects": (
+        (
+            '{{if .ToolCalls}}{{range .ToolCalls}}{"name": "{{ .Function.Name }}", '
+            '"arguments": {{ .Function.Arguments }}}{{end}}{{end}}'
+        ),
+        "{",
+    ),
+    "before and after range": (
+        (
+            "{{if .ToolCalls}}<|tool▁calls▁begin|>{{range .ToolCalls}}<|tool▁call▁begin|>function\n"
+            "{{end}}<|tool▁calls▁end|>{{end}}"
+        ),
+        "<|tool▁calls▁begin|>",
+    ),
+    "inside range": (
+        "{{if .ToolCalls}}{{range .ToolCalls}}<tool_call>{{.}}</tool_call>{{end}}{{end}}",
+        "<tool_call>",
+    ),
+    "cut at the brace": (
+        '{{if .ToolCalls}}{{range .ToolCalls}}<tool_call>{"name": "{{ .Function.Name }}"}<tool_call>{{end}}{{end}}',
+        "<tool_call>",
+    ),
+    "first of several texts": (
+        "{{if .ToolCalls}}First text{{if .Something}}inner{{end}}Second text{{end}}",
+        "First text",
+    ),
+    "nested if without tool calls": (
+        "{{if .Something}}{{if .OtherThing}}text{{end}}{{end}}",
+        "{",
+    ),
+    "action tag": ("{{if .ToolCalls}}Action: ```json{{end}}", "Action: ```json"),
+    "functools": ("{{if .ToolCalls}}functools[{{end}}", "functools["),
+    "mistral": ("{{if .ToolCalls}}[TOOL_CALLS] [{{end}}", "[TOOL_CALLS] ["),
+    "block nested in messages": (
+        (
+            '{{ range .Messages }}{{ if eq .Role "assistant" }}{{ if .Content }}{{ .Content }}'
+            "{{ else if .ToolCalls }}<tool_call>\n{{ range .ToolCalls }}{{ .Function.Name }}{{ end }}"
+            "</tool_call>{{ end }}{{ end }}{{ end }}"
+        ),
+        "<tool_call>",
+    ),
+    "condition with more arguments": (
+        "{{ if and $.X .ToolCalls }} [TOOL_CALLS]{{ end }}",
+        "[TOOL_CALLS]",
+    ),
+}
+
+
+@pytest.mark.parametrize(("template", "tag"), TAG_CASES.values(), ids=TAG_CASES.keys())
+def test_tool_call_tag(template: str, tag: str) -> None:
+    assert tool_call_tag(Template.parse(template)) == tag
