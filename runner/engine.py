@@ -102,6 +102,9 @@ class LlamaEngine:
         # llama.cpp pads its context to a multiple of 256, but Llama.input_ids (and Ollama's
         # num_ctx) is the size asked for: that is the limit.
         self._n_ctx = spec.num_ctx
+        # Generation is the resting state, also for a context made in embedding mode;
+        # embed() switches embeddings on for its own duration.
+        llama_lib.llama_set_embeddings(self._llm.ctx, False)
         self._vocab = llama_lib.llama_model_get_vocab(self._llm.model)
         self._n_vocab = self._llm.n_vocab()
 

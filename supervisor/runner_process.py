@@ -128,10 +128,15 @@ class RunnerProcess:
             # Not in our process group: a Ctrl-C in the terminal is the front's to handle.
             start_new_session=True,
         )
-        assert process.stdin is not None
-        process.stdin.write(spec.model_dump_json().encode() + b"\n")
-        with contextlib.suppress(ConnectionError):
-            await process.stdin.drain()
+        try:
+            assert process.stdin is not None
+            process.stdin.write(spec.model_dump_json().encode() + b"\n")
+            with contextlib.suppress(ConnectionError):
+                await process.stdin.drain()
+        except BaseException:
+            process.kill()
+            await process.wait()
+            raise
         log.info("[%s] started runner pid %d on %s", model_name, process.pid, socket_path)
         return cls(process, spec=spec, model_name=model_name, socket_path=socket_path, owned_dir=owned_dir)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -20,7 +21,7 @@ import psutil
 import pytest
 import pytest_asyncio
 
-from ollamapy.errors import InvalidRequest, RunnerCrashed
+from ollamapy.errors import InvalidRequest, OllamapyError, RunnerCrashed
 from ollamapy.runner_protocol import CompletionChunk, CompletionRequest, LoadSpec
 from ollamapy.supervisor.runner_process import CRASH_MESSAGE, RunnerProcess
 from ollamapy.testing.tiny_gguf import write_tiny_lora
@@ -79,10 +80,12 @@ async def wait_gone(pid: int) -> None:
 # -- lifecycle --------------------------------------------------------------------------
 
 
-async def test_start_ready_close_leaves_no_process_and_no_socket(tiny_gguf: Path) -> None:
-    runner = await start(LoadSpec(model_path=str(tiny_gguf), num_ctx=512))
+async def test_start_ready_close_leaves_no_process_and_no_socket(tiny_gguf: Path, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="ollamapy.runner")
+    runner = await start(LoadSpec(model_path=str(tiny_gguf), num_ctx=512), "tiny:latest")
     pid, socket_dir = runner.pid, runner.socket_path.parent
     assert (await runner.health()).status == "ok"
+    assert any(r.getMessage().startswith("[tiny:latest] ") and "KV buffer size" in r.getMessage() for r in caplog.records)
     assert psutil.Process(pid).cmdline()[1:3] == ["-m", "ollamapy.runner"]
     assert runner.buffer_sizes["CPU KV"] > 0
     assert runner.memory_size()[0] >= runner.buffer_sizes["CPU KV"]
@@ -104,6 +107,19 @@ async def test_load_failure_reports_the_runner_error(tmp_path: Path) -> None:
         assert runner.last_error_line() is not None
         assert str(err.value).endswith(runner.last_error_line() or "")
         assert "bogus.gguf" in runner.stderr_tail
+    finally:
+        await runner.close()
+    assert_gone(runner.pid)
+
+
+async def test_a_stalled_load_times_out_with_its_progress(tmp_path: Path) -> None:
+    fifo = tmp_path / "stalled.gguf"
+    os.mkfifo(fifo)  # opening it blocks forever: a load that makes no progress
+    runner = await RunnerProcess.start(LoadSpec(model_path=str(fifo)), model_name="stalled")
+    try:
+        with pytest.raises(OllamapyError, match=r"^timed out waiting for llama runner to start - progress 0\.00 -"):
+            await runner.wait_until_ready(stall_timeout=1.5)
+        assert not runner.has_exited()
     finally:
         await runner.close()
     assert_gone(runner.pid)
@@ -294,6 +310,8 @@ async def test_embeddings_of_an_embedding_model(tiny_embed_gguf: Path) -> None:
         assert result.prompt_eval_count == sum([len(await runner.tokenize(t, add_special=True)) for t in texts])
         with pytest.raises(InvalidRequest, match="too large"):
             await runner.embed(["x" * 1000])
+        _, chunks = await complete(runner, num_predict=3, grammar=FOREVER)  # it can still generate
+        assert chunks[-1].eval_count == 3
     finally:
         await runner.close()
 
