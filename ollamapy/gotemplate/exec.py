@@ -249,7 +249,13 @@ class _State:
         new = _State(self.trees, tree, self.funcs, self.out)
         new.depth = self.depth + 1
         new.vars = [["$", dot]]
-        new.walk(dot, tree.root)
+        try:
+            new.walk(dot, tree.root)
+        except RecursionError:
+            # Python's stack ends long before Go's limit; report the runaway recursion
+            # as Go does when it reaches it, at this (innermost catching) call.
+            self.at(t)
+            self.errorf(f"exceeded maximum template depth ({MAX_EXEC_DEPTH})")
 
     # --- evaluation ----------------------------------------------------------------
 
@@ -432,7 +438,10 @@ class _State:
             argv.append(self.validate_type(final, t))
 
         if is_builtin and name == "call":
-            callee = str(call_args[0]) if call_args else f"<{type_of(final)} Value>"
+            if call_args:
+                callee = str(call_args[0])
+            else:  # reflect.Value.String(): the string itself, else "<T Value>"
+                callee = final if isinstance(final, str) else f"<{type_of(final)} Value>"
             fn_value = indirect_interface(argv[0])
             if kind_of(fn_value) == Kind.FUNC:
                 return fn_value(*(_to_param(a, ANY) for a in argv[1:]))
@@ -572,10 +581,5 @@ def execute(trees: dict[str, Tree], name: str, data: Any, funcs: dict[str, GoFun
     state = _State(trees, tree, funcs, out)
     value = INVALID if data is None else data
     state.vars = [["$", value]]
-    try:
-        state.walk(value, tree.root)
-    except RecursionError:
-        raise ExecError(
-            f"template: {name}: exceeded maximum template depth ({MAX_EXEC_DEPTH})", None
-        ) from None
+    state.walk(value, tree.root)
     return "".join(out)

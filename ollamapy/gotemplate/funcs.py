@@ -233,7 +233,7 @@ def _slice(item: Any, *indexes: Any) -> Any:
     cap = go_len(item)
     idx = [0, cap, 0]
     for i, index in enumerate(indexes):
-        idx[i] = _index_arg(indirect_interface(index), cap)
+        idx[i] = _index_arg(index, cap)  # Go's slice does not look inside interfaces here
     if idx[0] > idx[1]:
         raise FuncError(f"invalid slice index: {idx[0]} > {idx[1]}")
     if len(indexes) == 3 and idx[1] > idx[2]:
