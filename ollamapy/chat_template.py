@@ -86,7 +86,7 @@ def render_chat_template(
     eos_token: str = "",
     extra: Mapping[str, Any] | None = None,
 ) -> str:
-    """Render ``chat_template`` on OpenAI-shaped message dicts.
+    """Render ``chat_template`` on OpenAI-shaped message dicts (``tools`` None when empty).
 
     ``extra`` adds template variables (``enable_thinking``, ``reasoning_effort``).
     A syntax error or a ``raise_exception`` in the template raises ``TemplateError``.
@@ -95,12 +95,11 @@ def render_chat_template(
     context: dict[str, Any] = dict(extra or {})
     context.update(
         messages=[dict(m) for m in messages],
+        tools=[dict(t) for t in tools] if tools else None,
         add_generation_prompt=add_generation_prompt,
         bos_token=bos_token,
         eos_token=eos_token,
     )
-    if tools:
-        context["tools"] = [dict(t) for t in tools]
     try:
         return template.render(context)
     except jinja2.exceptions.TemplateError as exc:

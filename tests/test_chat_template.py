@@ -199,3 +199,8 @@ def test_messages_take_the_openai_shape() -> None:
         },
         {"role": "tool", "content": "42", "name": "f", "tool_call_id": "call_abc"},
     ]
+
+
+def test_no_tools_is_none() -> None:
+    template = "{{ tools is none }}/{{ tools is defined }}"
+    assert render_chat_template(template, [], tools=[]) == "True/True"
