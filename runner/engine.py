@@ -17,11 +17,12 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 import llama_cpp
 import numpy as np
 from llama_cpp import llama_cpp as llama_lib
+from llama_cpp._internals import LlamaSampler
 
 from ollamapy.errors import InvalidRequest
 from ollamapy.runner_protocol import (
@@ -176,7 +177,7 @@ class LlamaEngine:
         prompt: list[int],
         window: list[int],
         num_keep: int,
-        sampler: Any,
+        sampler: LlamaSampler,
         cancel: threading.Event,
     ) -> Iterator[CompletionChunk]:
         llm = self.llm
@@ -195,7 +196,7 @@ class LlamaEngine:
             ends: list[int] = []  # where each generated token's text ends in the output
             eval_ns = 0
             repeat, last_key = 0, b""
-            reason = "length"
+            reason: Literal["stop", "length"] = "length"
             while True:
                 step = time.perf_counter_ns()
                 token = sampler.sample(llm._ctx, -1)
@@ -252,7 +253,7 @@ class LlamaEngine:
             eval_count=len(generated),
             eval_duration=eval_ns,
             done=True,
-            done_reason=reason,  # type: ignore[arg-type]
+            done_reason=reason,
             prompt_eval_count=len(window),
             prompt_eval_duration=prompt_ns,
             prompt_cached_count=cached,
