@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 
 import pytest
@@ -680,3 +681,134 @@ def test_fit_prompt_tokens() -> None:
             "n_ctx": 10,
         }
     }
+
+
+# Ollama's server/prompt_test.go cases: a legacy template, a tokenizer that counts
+# words, and a vision model (each image counts 768 tokens).
+HARRY = "{{- if .System }}{{ .System }} {{ end }}\n{{- if .Prompt }}{{ .Prompt }} {{ end }}\n{{- if .Response }}{{ .Response }} {{ end }}"
+Q1 = "You're a test, Harry!"
+R1 = "I-I'm a what?"
+Q2 = "A test. And a thumping good one at that, I'd wager."
+SYS = "You are the Test Who Lived."
+
+
+def _b64(text: str) -> str:
+    return base64.b64encode(text.encode()).decode()
+
+
+def _m(role: str, content: str = "", *images: str) -> Message:
+    return Message(role=role, content=content, images=[_b64(i) for i in images] or None)
+
+
+CHAT_PROMPT_CASES = {
+    "messages": (
+        64,
+        [_m("user", Q1), _m("assistant", R1), _m("user", Q2)],
+        f"{Q1} {R1} {Q2} ",
+        [],
+    ),
+    "truncate messages": (
+        1,
+        [_m("user", Q1), _m("assistant", R1), _m("user", Q2)],
+        f"{Q2} ",
+        [],
+    ),
+    "truncate messages with image": (
+        64,
+        [_m("user", Q1), _m("assistant", R1), _m("user", Q2, "something")],
+        f"[img-0]{Q2} ",
+        ["something"],
+    ),
+    "truncate messages with images": (
+        64,
+        [
+            _m("user", Q1, "something"),
+            _m("assistant", R1),
+            _m("user", Q2, "somethingelse"),
+        ],
+        f"[img-0]{Q2} ",
+        ["somethingelse"],
+    ),
+    "messages with images": (
+        2048,
+        [
+            _m("user", Q1, "something"),
+            _m("assistant", R1),
+            _m("user", Q2, "somethingelse"),
+        ],
+        f"[img-0]{Q1} {R1} [img-1]{Q2} ",
+        ["something", "somethingelse"],
+    ),
+    "message with image tag": (
+        2048,
+        [
+            _m("user", Q1 + " [img]", "something"),
+            _m("assistant", R1),
+            _m("user", Q2, "somethingelse"),
+        ],
+        f"{Q1} [img-0] {R1} [img-1]{Q2} ",
+        ["something", "somethingelse"],
+    ),
+    "messages with interleaved images": (
+        2048,
+        [
+            _m("user", Q1),
+            _m("user", "", "something"),
+            _m("user", "", "somethingelse"),
+            _m("assistant", R1),
+            _m("user", Q2),
+        ],
+        f"{Q1}\n\n[img-0]\n\n[img-1] {R1} {Q2} ",
+        ["something", "somethingelse"],
+    ),
+    "truncate message with interleaved images": (
+        1024,
+        [
+            _m("user", Q1),
+            _m("user", "", "something"),
+            _m("user", "", "somethingelse"),
+            _m("assistant", R1),
+            _m("user", Q2),
+        ],
+        f"[img-0] {R1} {Q2} ",
+        ["somethingelse"],
+    ),
+    "message with system prompt": (
+        2048,
+        [_m("system", SYS), _m("user", Q1), _m("assistant", R1), _m("user", Q2)],
+        f"{SYS} {Q1} {R1} {Q2} ",
+        [],
+    ),
+    "out of order system": (
+        2048,
+        [_m("user", Q1), _m("assistant", R1), _m("system", SYS), _m("user", Q2)],
+        f"{Q1} {R1} {SYS} {Q2} ",
+        [],
+    ),
+    "multiple images same prompt": (
+        2048,
+        [
+            _m(
+                "user",
+                "Compare these two pictures of hotdogs",
+                "one hotdog",
+                "two hotdogs",
+            )
+        ],
+        "[img-0][img-1]Compare these two pictures of hotdogs ",
+        ["one hotdog", "two hotdogs"],
+    ),
+}
+
+
+@pytest.mark.parametrize(
+    ("num_ctx", "messages", "prompt", "images"),
+    CHAT_PROMPT_CASES.values(),
+    ids=CHAT_PROMPT_CASES.keys(),
+)
+def test_chat_prompt(
+    num_ctx: int, messages: list[Message], prompt: str, images: list[str]
+) -> None:
+    result = render_chat(HARRY, messages, tokenize=_words, num_ctx=num_ctx)
+    assert result.prompt == prompt
+    assert result.images == tuple(_b64(i) for i in images)
