@@ -25,21 +25,21 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 __all__ = [
-    "KvCacheType",
-    "SplitMode",
-    "LoadSpec",
-    "CompletionRequest",
-    "TokenLogprob",
-    "Logprob",
     "CompletionChunk",
-    "EmbeddingRequest",
-    "EmbeddingResponse",
-    "TokenizeRequest",
-    "TokenizeResponse",
+    "CompletionRequest",
     "DetokenizeRequest",
     "DetokenizeResponse",
-    "HealthResponse",
+    "EmbeddingRequest",
+    "EmbeddingResponse",
     "ErrorResponse",
+    "HealthResponse",
+    "KvCacheType",
+    "LoadSpec",
+    "Logprob",
+    "SplitMode",
+    "TokenLogprob",
+    "TokenizeRequest",
+    "TokenizeResponse",
 ]
 
 KvCacheType = Literal["f16", "q8_0", "q4_0"]

@@ -37,7 +37,7 @@ def _die_with_parent(parent_pid: int | None) -> None:
 
 def _watch_stdin() -> None:
     """Exit the whole process when stdin (a pipe from the front) reaches EOF."""
-    while sys.stdin.buffer.read1(4096):
+    while os.read(sys.stdin.fileno(), 4096):
         pass
     log.info("front process closed the runner's stdin, exiting")
     logging.shutdown()

@@ -38,7 +38,7 @@ from .load import load_llama
 from .sampling import build_sampler
 from .textstream import OutputFilter
 
-__all__ = ["Engine", "LlamaEngine", "MAX_TOKEN_REPEAT"]
+__all__ = ["MAX_TOKEN_REPEAT", "Engine", "LlamaEngine"]
 
 log = logging.getLogger("ollamapy.runner")
 

@@ -20,7 +20,7 @@ from llama_cpp import llama_cpp as llama_lib
 
 from ollamapy.runner_protocol import KvCacheType, LoadSpec, SplitMode
 
-__all__ = ["declared_pooling_type", "llama_kwargs", "load_llama", "apply_adapters", "install_llama_log"]
+__all__ = ["apply_adapters", "declared_pooling_type", "install_llama_log", "llama_kwargs", "load_llama"]
 
 log = logging.getLogger("ollamapy.runner")
 

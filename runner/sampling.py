@@ -17,7 +17,7 @@ from llama_cpp.llama_grammar import JSON_GBNF, json_schema_to_gbnf
 from ollamapy.errors import InvalidRequest
 from ollamapy.runner_protocol import CompletionRequest
 
-__all__ = ["grammar_text", "build_sampler"]
+__all__ = ["build_sampler", "grammar_text"]
 
 
 def grammar_text(request: CompletionRequest) -> str | None:

@@ -15,7 +15,7 @@ import logging
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from typing import Literal, TypeVar
+from typing import Any, Literal, TypeVar
 
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
@@ -52,7 +52,7 @@ def _error(status: int, message: str) -> web.Response:
     return _json(ErrorResponse(error=message), status)
 
 
-async def _settle(future: asyncio.Future[object]) -> None:
+async def _settle(future: asyncio.Future[Any]) -> None:
     """Wait until a worker-thread job is over, even through (repeated) cancellation of the
     waiting task, which is re-raised afterwards: the model is not free before the job is."""
     cancelled = False

@@ -44,7 +44,7 @@ from ollamapy.runner_protocol import (
     TokenizeResponse,
 )
 
-__all__ = ["RunnerProcess", "CRASH_MESSAGE", "STDERR_TAIL_BYTES"]
+__all__ = ["CRASH_MESSAGE", "STDERR_TAIL_BYTES", "RunnerProcess"]
 
 log = logging.getLogger("ollamapy.runner")
 
@@ -180,7 +180,7 @@ class RunnerProcess:
                     process.terminate()
                 try:
                     await asyncio.wait_for(process.wait(), timeout)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     log.warning("[%s] runner pid %d ignored SIGTERM, killing it", self.model_name, process.pid)
                     with contextlib.suppress(ProcessLookupError):
                         process.kill()

@@ -126,18 +126,17 @@ async def test_a_stalled_load_times_out_with_its_progress(tmp_path: Path) -> Non
 
 
 async def test_runner_exits_when_its_stdin_lifeline_closes(tiny_gguf: Path, tmp_path: Path) -> None:
-    child = subprocess.Popen(
-        [sys.executable, "-m", "ollamapy.runner", "--socket", str(tmp_path / "r.sock")],
+    child = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "ollamapy.runner", "--socket", str(tmp_path / "r.sock"),
         stdin=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
     )
     assert child.stdin is not None
     child.stdin.write(LoadSpec(model_path=str(tiny_gguf), num_ctx=256).model_dump_json().encode() + b"\n")
-    child.stdin.flush()
     while not (tmp_path / "r.sock").exists():
         await asyncio.sleep(0.05)
     child.stdin.close()
-    assert await asyncio.to_thread(child.wait, 60) == 0
+    assert await asyncio.wait_for(child.wait(), 60) == 0
 
 
 async def test_runner_dies_when_the_front_process_is_sigkilled(tiny_gguf: Path) -> None:
@@ -152,17 +151,18 @@ async def test_runner_dies_when_the_front_process_is_sigkilled(tiny_gguf: Path) 
         "    await asyncio.sleep(3600)\n"
         "asyncio.run(main())\n"
     )
-    parent = subprocess.Popen([sys.executable, "-c", parent_code, str(tiny_gguf)], stdout=subprocess.PIPE)
+    parent = await asyncio.create_subprocess_exec(sys.executable, "-c", parent_code, str(tiny_gguf), stdout=subprocess.PIPE)
     try:
         assert parent.stdout is not None
-        runner_pid = int(await asyncio.to_thread(parent.stdout.readline))
+        runner_pid = int(await parent.stdout.readline())
         assert psutil.Process(runner_pid).ppid() == parent.pid
         parent.send_signal(signal.SIGKILL)
-        await asyncio.to_thread(parent.wait)
+        await parent.wait()
         await asyncio.wait_for(wait_gone(runner_pid), 60)
     finally:
-        parent.kill()
-        parent.wait()
+        if parent.returncode is None:
+            parent.kill()
+            await parent.wait()
 
 
 # -- completion -------------------------------------------------------------------------
@@ -185,11 +185,11 @@ async def test_completion_streams_chunks_then_a_final_chunk(runner: RunnerProces
 
 
 async def test_greedy_is_deterministic_and_reuses_the_prompt_cache(runner: RunnerProcess) -> None:
-    first, chunks1 = await complete(runner, num_predict=24, seed=1)
+    first, _ = await complete(runner, num_predict=24, seed=1)
     second, chunks2 = await complete(runner, num_predict=24, seed=2)
     assert first == second
     assert chunks2[-1].prompt_cached_count == chunks2[-1].prompt_eval_count - 1
-    longer, chunks3 = await complete(runner, prompt="the sky is blue and", num_predict=8)
+    _, chunks3 = await complete(runner, prompt="the sky is blue and", num_predict=8)
     assert 0 < chunks3[-1].prompt_cached_count < chunks3[-1].prompt_eval_count
 
 
