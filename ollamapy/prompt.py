@@ -31,7 +31,7 @@ from typing import Any
 
 from ollamapy.api_types import Message
 from ollamapy.chat_template import render_chat_messages
-from ollamapy.errors import InvalidRequest
+from ollamapy.errors import InvalidRequest, OllamapyError, TemplateError
 from ollamapy.gotemplate import (
     ActionNode,
     BranchNode,
@@ -294,6 +294,11 @@ def _tag_images(messages: list[Message]) -> list[str]:
     return images
 
 
+def _template_failure(err: TemplateError) -> OllamapyError:
+    """A template that fails while building a prompt is a server error (500) in Ollama."""
+    return OllamapyError(str(err))
+
+
 def render_chat(
     template_text: str | None,
     messages: Sequence[Message],
@@ -315,8 +320,41 @@ def render_chat(
     ``{{ .Prompt }}``. With ``truncate``, ``tokenize`` and ``num_ctx`` the oldest
     non-system messages are dropped until the prompt fits (each image counting
     ``image_tokens``; pass 0 for a model without a vision projector). Messages are not
-    modified.
+    modified. A template that does not parse or execute raises ``OllamapyError`` (500),
+    as Ollama answers.
     """
+    try:
+        return _render_chat(
+            template_text,
+            messages,
+            tools=tools,
+            think=think,
+            gguf_chat_template=gguf_chat_template,
+            bos_token=bos_token,
+            eos_token=eos_token,
+            tokenize=tokenize,
+            num_ctx=num_ctx,
+            truncate=truncate,
+            image_tokens=image_tokens,
+        )
+    except TemplateError as err:
+        raise _template_failure(err) from err
+
+
+def _render_chat(
+    template_text: str | None,
+    messages: Sequence[Message],
+    *,
+    tools: Sequence[Tool] | None,
+    think: ThinkValue,
+    gguf_chat_template: str | None,
+    bos_token: str,
+    eos_token: str,
+    tokenize: Tokenize | None,
+    num_ctx: int | None,
+    truncate: bool,
+    image_tokens: int,
+) -> RenderResult:
     msgs = [m.model_copy(deep=True) for m in messages]
 
     def render(selected: list[Message]) -> str:
@@ -428,26 +466,9 @@ def render_generate(
     no ``context``; ``""`` for an empty list): it prefixes the prompt and keeps the
     model's MESSAGEs out. With a ``suffix`` or a request ``template`` the template is
     executed directly (no ``[img-N]`` tags, no truncation); otherwise the messages go
-    through :func:`render_chat`.
+    through :func:`render_chat`. Template failures raise ``OllamapyError`` (500).
     """
     prefix = context_text or ""
-    if suffix or request_template:
-        tmpl = PromptTemplate.parse(
-            request_template or template_text or DEFAULT_TEMPLATE
-        )
-        if suffix:
-            text = tmpl.execute(prompt=prompt, suffix=suffix, think=think)
-        else:
-            msgs = generate_messages(
-                prompt,
-                system=system,
-                images=images,
-                model_system=model_system,
-                model_messages=model_messages,
-                has_context=context_text is not None,
-            )
-            text = tmpl.execute(msgs, tools=[], think=think)
-        return RenderResult(prompt=prefix + text, images=tuple(images))
     msgs = generate_messages(
         prompt,
         system=system,
@@ -456,6 +477,18 @@ def render_generate(
         model_messages=model_messages,
         has_context=context_text is not None,
     )
+    if suffix or request_template:
+        try:
+            tmpl = PromptTemplate.parse(
+                request_template or template_text or DEFAULT_TEMPLATE
+            )
+            if suffix:
+                text = tmpl.execute(prompt=prompt, suffix=suffix, think=think)
+            else:
+                text = tmpl.execute(msgs, tools=[], think=think)
+        except TemplateError as err:
+            raise _template_failure(err) from err
+        return RenderResult(prompt=prefix + text, images=tuple(images))
     result = render_chat(
         template_text,
         msgs,

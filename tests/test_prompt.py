@@ -9,7 +9,7 @@ import pytest
 
 from ollamapy.api_types import Message
 from ollamapy.default_model import GEMMA3_TEMPLATE
-from ollamapy.errors import InvalidRequest, TemplateError
+from ollamapy.errors import InvalidRequest, OllamapyError, TemplateError
 from ollamapy.prompt import (
     PROMPT_TOO_LONG,
     PromptTemplate,
@@ -305,7 +305,26 @@ def test_suffix() -> None:
 def test_template_errors() -> None:
     with pytest.raises(TemplateError):
         PromptTemplate.parse("{{ if .Messages }}")
-    with pytest.raises(TemplateError):
+    # failing while building a prompt is a server error, as in Ollama
+    for render in (
+        lambda: render_chat("{{ index .Messages 5 }}", _msgs([("user", "x")])),
+        lambda: render_chat("{{ if }}", _msgs([("user", "x")])),
+        lambda: render_generate(
+            CHATML, prompt="x", request_template="{{ .Nope.Deeper }}"
+        ),
+        lambda: render_chat(
+            None,
+            _msgs([("user", "x")]),
+            gguf_chat_template="{{ raise_exception('no') }}",
+        ),
+    ):
+        with pytest.raises(OllamapyError) as err:
+            render()
+        assert err.value.status_code == 500
+        assert not isinstance(err.value, TemplateError)
+    with pytest.raises(
+        OllamapyError, match="error calling index: index out of range: 5"
+    ):
         render_chat("{{ index .Messages 5 }}", _msgs([("user", "x")]))
 
 
