@@ -26,6 +26,11 @@ __all__ = [
     "ListModel",
     "ListResponse",
     "ShowResponse",
+    "ThinkValue",
+    "GenerateRequest",
+    "ChatRequest",
+    "EmbedRequest",
+    "EmbeddingRequest",
 ]
 
 
@@ -210,3 +215,65 @@ class ShowResponse(BaseModel):
 
 
 ThinkValue = bool | Literal["high", "medium", "low", "max"]
+"""``think``: a bool, or a level (which also means on)."""
+
+
+class _InferenceRequest(ApiModel):
+    """Fields ``/api/generate`` and ``/api/chat`` share."""
+
+    model: str = ""
+    stream: bool | None = None
+    """Absent means true."""
+    format: Any = None
+    """``"json"``, a JSON-schema object, or null/"" for none."""
+    keep_alive: Any = None
+    """Seconds (number) or a Go duration string; absent keeps the runner's duration."""
+    options: dict[str, Any] | None = None
+    think: Any = None
+    """A bool or ``"high"|"medium"|"low"|"max"``; absent lets the server decide."""
+    truncate: bool | None = None
+    """Absent means true: drop the oldest messages to fit the context."""
+    shift: bool | None = None
+    """Absent means true: shift the context when generation reaches num_ctx."""
+    debug_render_only: bool = Field(False, alias="_debug_render_only")
+    logprobs: bool = False
+    top_logprobs: int = 0
+
+    @property
+    def streaming(self) -> bool:
+        return self.stream is not False
+
+
+class GenerateRequest(_InferenceRequest):
+    prompt: str = ""
+    suffix: str = ""
+    system: str = ""
+    template: str = ""
+    context: list[int] | None = None
+    """Deprecated: token ids of a previous response to continue from."""
+    raw: bool = False
+    images: list[str] | None = None
+
+
+class ChatRequest(_InferenceRequest):
+    messages: list[Message] = Field(default_factory=list)
+    tools: list[dict[str, Any]] | None = None
+
+
+class EmbedRequest(ApiModel):
+    model: str = ""
+    input: Any = None
+    """A string or a list of strings."""
+    keep_alive: Any = None
+    truncate: bool | None = None
+    dimensions: int = 0
+    options: dict[str, Any] | None = None
+
+
+class EmbeddingRequest(ApiModel):
+    """Legacy ``/api/embeddings``: one prompt, unnormalized float64 vector."""
+
+    model: str = ""
+    prompt: str = ""
+    keep_alive: Any = None
+    options: dict[str, Any] | None = None

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from datetime import datetime
-from functools import cached_property
+from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -52,8 +52,8 @@ class Model:
 
     @cached_property
     def gguf(self) -> GGUFInfo | None:
-        """GGUF header of the weights, read once (header only, never tensor data)."""
-        return read_gguf(self.model_path) if self.model_path else None
+        """GGUF header of the weights (header only, never tensor data), cached per blob."""
+        return _read_gguf_cached(self.model_path) if self.model_path else None
 
     def details(self) -> ModelDetails:
         return details_from_config(self.config)
@@ -63,6 +63,12 @@ class Model:
         from ollamapy.capabilities import model_capabilities
 
         return model_capabilities(self)
+
+
+@lru_cache(maxsize=64)
+def _read_gguf_cached(path: Path) -> GGUFInfo:
+    """Blobs are content-addressed and never change, so a header is read once per path."""
+    return read_gguf(path)
 
 
 def details_from_config(config: dict[str, Any]) -> ModelDetails:

@@ -1,22 +1,30 @@
 """The aiohttp application factory and its route table.
 
-``create_app`` builds one application holding the store (and, once serving lands, the
-scheduler) under typed keys; ``setup_routes`` is the one flat route table, grouped like
-Ollama's ``GenerateRoutes``.
+``create_app`` builds one application holding the store and the scheduler under typed
+keys; ``setup_routes`` is the one flat route table, grouped like Ollama's
+``GenerateRoutes``. A cleanup context owns the runners' private socket directory and
+terminates every runner when the application stops.
 """
 
 from __future__ import annotations
 
+import shutil
+import tempfile
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 from aiohttp import web
 
 from ollamapy import envconfig
 from ollamapy.store import ModelStore
-from ollamapy.supervisor.app_keys import STORE
+from ollamapy.supervisor.app_keys import SCHEDULER, STORE
 from ollamapy.supervisor.http_util import json_response
 from ollamapy.supervisor.middleware import error_middleware
+from ollamapy.supervisor.routes_embed import setup_embed_routes
+from ollamapy.supervisor.routes_inference import setup_inference_routes
 from ollamapy.supervisor.routes_models import setup_model_routes
+from ollamapy.supervisor.scheduler import RunnerFactory, Scheduler
+from ollamapy.supervisor.serving import RunnerStarter
 
 __all__ = ["create_app", "setup_routes"]
 
@@ -35,13 +43,36 @@ def setup_routes(app: web.Application) -> None:
     app.router.add_get("/api/version", version_handler)
     # model management
     setup_model_routes(app)
+    # inference
+    setup_inference_routes(app)
+    setup_embed_routes(app)
 
 
-def create_app(models_dir: Path | None = None) -> web.Application:
+def _max_loaded_models() -> int:
+    configured = envconfig.max_loaded_models()
+    return configured if configured > 0 else 3  # 3 × max(GPUs, 1); placement refines this
+
+
+def create_app(models_dir: Path | None = None, *, runner_factory: RunnerFactory | None = None) -> web.Application:
     """Build the application over the store at ``models_dir`` (default ``OLLAMA_MODELS``)."""
     app = web.Application(middlewares=[error_middleware], client_max_size=0)
     root = models_dir or envconfig.models_dir()
     root.mkdir(parents=True, exist_ok=True)
     app[STORE] = ModelStore(root)
+    socket_dir = Path(tempfile.mkdtemp(prefix="ollamapy-runners-"))
+    factory = runner_factory or RunnerStarter(socket_dir, load_timeout=envconfig.load_timeout())
+    app[SCHEDULER] = Scheduler(
+        factory,
+        max_queue=envconfig.max_queue(),
+        max_loaded=_max_loaded_models(),
+        default_keep_alive=envconfig.keep_alive(),
+    )
+
+    async def runners_lifecycle(app: web.Application) -> AsyncIterator[None]:
+        yield
+        await app[SCHEDULER].stop()
+        shutil.rmtree(socket_dir, ignore_errors=True)
+
+    app.cleanup_ctx.append(runners_lifecycle)
     setup_routes(app)
     return app

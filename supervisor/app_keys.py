@@ -5,7 +5,9 @@ from __future__ import annotations
 from aiohttp import web
 
 from ollamapy.store import ModelStore
+from ollamapy.supervisor.scheduler import Scheduler
 
-__all__ = ["STORE"]
+__all__ = ["STORE", "SCHEDULER"]
 
 STORE: web.AppKey[ModelStore] = web.AppKey("store", ModelStore)
+SCHEDULER: web.AppKey[Scheduler] = web.AppKey("scheduler", Scheduler)
