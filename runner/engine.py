@@ -106,6 +106,8 @@ class LlamaEngine:
         # Generation is the resting state, also for a context made in embedding mode;
         # embed() switches embeddings on for its own duration.
         llama_lib.llama_set_embeddings(self._llm.ctx, False)
+        # Some memory types (recurrent models…) cannot shift; they end with `length` instead.
+        self._can_shift = bool(llama_lib.llama_memory_can_shift(llama_lib.llama_get_memory(self._llm.ctx)))
         self._vocab = llama_lib.llama_model_get_vocab(self._llm.model)
         self._n_vocab = self._llm.n_vocab()
 
@@ -229,7 +231,7 @@ class LlamaEngine:
                     return
                 step = time.perf_counter_ns()
                 if llm.n_tokens >= n_ctx:
-                    if not request.shift or request.num_predict == -2:
+                    if not (request.shift and self._can_shift) or request.num_predict == -2:
                         break
                     self._shift_context(num_keep)
                 llm.eval([token])

@@ -15,9 +15,9 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import llama_cpp
-from gguf import GGUFReader
 from llama_cpp import llama_cpp as llama_lib
 
+from ollamapy.gguf_meta import read_gguf
 from ollamapy.runner_protocol import KvCacheType, LoadSpec, SplitMode
 
 __all__ = ["apply_adapters", "declared_pooling_type", "install_llama_log", "llama_kwargs", "load_llama"]
@@ -64,13 +64,7 @@ def declared_pooling_type(model_path: str) -> int | None:
     Read before the context exists because llama.cpp fixes pooling at context creation and
     a model without the key would get no pooling at all (no sequence embedding).
     """
-    reader = GGUFReader(model_path)
-    arch_field = reader.get_field("general.architecture")
-    if arch_field is None:
-        return None
-    arch = arch_field.contents()
-    field = reader.get_field(f"{arch}.pooling_type")
-    return None if field is None else int(field.contents())
+    return read_gguf(model_path).pooling_type
 
 
 def llama_kwargs(spec: LoadSpec) -> dict[str, Any]:
