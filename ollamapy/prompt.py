@@ -193,7 +193,7 @@ class PromptTemplate:
 
     @property
     def uses_messages(self) -> bool:
-        return "messages" in self.vars or "document" in self.vars
+        return "messages" in self.vars
 
     def execute(
         self,
@@ -219,14 +219,16 @@ class PromptTemplate:
                     "Tools": template_tools(tools),
                     "Response": "",
                     **thinking,
-                    "Query": "",
-                    "Document": "",
-                    "Instruction": "",
                 }
             )
         return self._execute_legacy(collated, thinking)
 
     def _execute_legacy(self, messages: list[Message], thinking: dict[str, Any]) -> str:
+        """One render per turn; the last turn runs the tree cut after ``.Response``.
+
+        (Ollama runs that last tree in a fresh template without its functions and
+        ``define``s, so ``json`` there fails; here it keeps them.)
+        """
         out: list[str] = []
         turn = {"System": "", "Prompt": "", "Response": ""}
 

@@ -6,8 +6,9 @@ import re
 
 import pytest
 
-from ollamapy.api_types import ToolCall
+from ollamapy.api_types import Message, ToolCall
 from ollamapy.gotemplate import Template
+from ollamapy.prompt import PromptTemplate, render_chat
 from ollamapy.tool_parser import (
     ToolCallParser,
     parse_tool_calls,
@@ -692,3 +693,115 @@ TAG_CASES = {
 @pytest.mark.parametrize(("template", "tag"), TAG_CASES.values(), ids=TAG_CASES.keys())
 def test_tool_call_tag(template: str, tag: str) -> None:
     assert tool_call_tag(Template.parse(template)) == tag
+
+
+QWEN25_TEMPLATE = """{{- if .Suffix }}<|fim_prefix|>{{ .Prompt }}<|fim_suffix|>{{ .Suffix }}<|fim_middle|>
+{{- else if .Messages }}
+{{- if or .System .Tools }}<|im_start|>system
+{{- if .System }}
+{{ .System }}
+{{- end }}
+{{- if .Tools }}
+
+# Tools
+
+<tools>
+{{- range .Tools }}
+{"type": "function", "function": {{ .Function }}}
+{{- end }}
+</tools>
+{{- end }}<|im_end|>
+{{ end }}
+{{- range $i, $_ := .Messages }}
+{{- $last := eq (len (slice $.Messages $i)) 1 -}}
+{{- if eq .Role "user" }}<|im_start|>user
+{{ .Content }}<|im_end|>
+{{ else if eq .Role "assistant" }}<|im_start|>assistant
+{{ if .Content }}{{ .Content }}
+{{- else if .ToolCalls }}<tool_call>
+{{ range .ToolCalls }}{"name": "{{ .Function.Name }}", "arguments": {{ .Function.Arguments }}}
+{{ end }}</tool_call>
+{{- end }}{{ if not $last }}<|im_end|>
+{{ end }}
+{{- else if eq .Role "tool" }}<|im_start|>user
+<tool_response>
+{{ .Content }}
+</tool_response><|im_end|>
+{{ end }}
+{{- if and (ne .Role "assistant") $last }}<|im_start|>assistant
+{{ end }}
+{{- end }}
+{{- else }}
+{{- if .System }}<|im_start|>system
+{{ .System }}<|im_end|>
+{{ end }}{{ if .Prompt }}<|im_start|>user
+{{ .Prompt }}<|im_end|>
+{{ end }}<|im_start|>assistant
+{{ end }}{{ .Response }}{{ if .Response }}<|im_end|>{{ end }}"""
+
+COMMAND_R_TOOL_CALLS = (
+    '{{- range .Messages }}{{- if eq .Role "assistant" }}<|CHATBOT_TOKEN|>\n{{- if .Content }}{{ .Content }}\n'
+    "{{- else if .ToolCalls }}\nAction: ```json\n[\n{{- range .ToolCalls }}\n    {\n"
+    '        "tool_name": "{{ .Function.Name }}",\n        "parameters": {{ .Function.Arguments }}\n'
+    "    }\n{{- end }}\n]```\n{{ continue }}\n{{ end }}{{ end }}{{ end }}"
+)
+XLAM_TOOL_CALLS = (
+    '{{- range $i, $_ := .Messages }}{{- if eq .Role "user" }}### Instruction:\n{{ .Content }}\n'
+    '{{- else if .ToolCalls }}### Response:\n{"tool_calls": [{{ range .ToolCalls }}{"name": "{{ .Function.Name }}", '
+    '"arguments": {{ .Function.Arguments }}}{{ end }}]}\n<|EOT|>\n{{ end }}{{- end }}### Response:'
+)
+
+
+@pytest.mark.parametrize(
+    ("template", "tag"),
+    [
+        (QWEN25_TEMPLATE, "<tool_call>"),
+        (COMMAND_R_TOOL_CALLS, "Action: ```json\n["),
+        (XLAM_TOOL_CALLS, "### Response:"),
+    ],
+    ids=["qwen2.5", "command-r-plus", "xlam"],
+)
+def test_tags_of_model_templates(template: str, tag: str) -> None:
+    assert tool_call_tag(Template.parse(template)) == tag
+
+
+def test_tool_round_trip_through_a_template() -> None:
+    """Tools and an earlier call render into the prompt (qwen2.5's template, as Ollama
+    renders it today); the model's answer parses back with the template's tag."""
+
+    weather = _tool("get_weather", "city")
+    messages = [
+        Message(role="user", content="Weather in Oslo?"),
+        Message.model_validate(
+            {
+                "role": "assistant",
+                "tool_calls": [
+                    {"function": {"name": "get_weather", "arguments": {"city": "Oslo"}}}
+                ],
+            }
+        ),
+        Message(role="tool", content="-3C", tool_name="get_weather"),
+        Message(role="user", content="And Rome?"),
+    ]
+    prompt = render_chat(QWEN25_TEMPLATE, messages, tools=[weather]).prompt
+    assert prompt == (
+        "<|im_start|>system\n\n# Tools\n\n<tools>\n"
+        # Ollama's template-side tool function has no String(): Go prints the struct
+        '{"type": "function", "function": {get_weather  {object <nil> <nil> [] {"city":{"type":"string"}}}}}\n'
+        "</tools><|im_end|>\n"
+        "<|im_start|>user\nWeather in Oslo?<|im_end|>\n"
+        '<|im_start|>assistant\n<tool_call>\n{"name": "get_weather", "arguments": {"city":"Oslo"}}\n</tool_call><|im_end|>\n'
+        "<|im_start|>user\n<tool_response>\n-3C\n</tool_response><|im_end|>\n"
+        "<|im_start|>user\nAnd Rome?<|im_end|>\n<|im_start|>assistant\n"
+    )
+    tag = tool_call_tag(PromptTemplate.parse(QWEN25_TEMPLATE).template)
+    parser = ToolCallParser([weather], tag)
+    pieces = [
+        "<tool",
+        "_call>\n",
+        '{"name": "get_weather", ',
+        '"arguments": {"city": "Rome"}}\n',
+        "</tool_call>",
+    ]
+    calls = [call for piece in pieces for call in parser.add(piece)[0]]
+    assert _calls(calls) == [(0, "get_weather", {"city": "Rome"})]
