@@ -40,12 +40,22 @@ from ollamapy.tools_types import Tool
 
 __all__ = [
     "ToolCallParser",
+    "chat_template_tool_tag",
     "parse_tool_calls",
     "tool_call_id",
     "tool_call_tag",
 ]
 
 _ID_ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789"
+# Tags GGUF chat templates write before tool calls, in the order they are tried.
+_CHAT_TEMPLATE_TOOL_TAGS = (
+    "<tool_call>",
+    "<|tool_call|>",
+    "[TOOL_CALLS]",
+    "<|tool▁calls▁begin|>",
+    "<function_call>",
+    "<|python_tag|>",
+)
 _JSON_TAGS = ("{", "[")
 
 
@@ -67,6 +77,15 @@ def tool_call_tag(template: Template) -> str:
         return "{"
     tag = text.replace("\r\n", "\n").split("{", 1)[0].strip(GO_SPACE)
     return tag or "{"
+
+
+def chat_template_tool_tag(chat_template: str | None) -> str:
+    """The tool-call tag a GGUF (Jinja) chat template writes, by the known tags it
+    contains; ``{`` when it contains none (plain JSON calls)."""
+    for tag in _CHAT_TEMPLATE_TOOL_TAGS:
+        if chat_template and tag in chat_template:
+            return tag
+    return "{"
 
 
 def _tool_calls_block(nodes: Sequence[Node]) -> IfNode | None:

@@ -11,6 +11,7 @@ from ollamapy.gotemplate import Template
 from ollamapy.prompt import PromptTemplate, render_chat
 from ollamapy.tool_parser import (
     ToolCallParser,
+    chat_template_tool_tag,
     parse_tool_calls,
     tool_call_id,
     tool_call_tag,
@@ -805,3 +806,20 @@ def test_tool_round_trip_through_a_template() -> None:
     ]
     calls = [call for piece in pieces for call in parser.add(piece)[0]]
     assert _calls(calls) == [(0, "get_weather", {"city": "Rome"})]
+
+
+@pytest.mark.parametrize(
+    ("chat_template", "tag"),
+    [
+        (None, "{"),
+        ("{{ messages }}", "{"),
+        (
+            "{% for t in tools %}{{ t | tojson }}{% endfor %}<tool_call>\n{{ c }}\n</tool_call>",
+            "<tool_call>",
+        ),
+        ("{{ '[TOOL_CALLS]' + calls | tojson }}", "[TOOL_CALLS]"),
+        ("<|python_tag|>{{ x }}", "<|python_tag|>"),
+    ],
+)
+def test_chat_template_tool_tag(chat_template: str | None, tag: str) -> None:
+    assert chat_template_tool_tag(chat_template) == tag
