@@ -211,6 +211,11 @@ class LlamaEngine:
                 piece = self._piece(token)
                 key = piece.strip(_WHITESPACE)
                 repeat, last_key = (repeat + 1 if key == last_key else 0), key
+                if repeat > MAX_TOKEN_REPEAT:
+                    log.info("prediction aborted, token repeat limit reached")
+                    eval_ns += time.perf_counter_ns() - step
+                    reason = "stop"
+                    break
                 logprob = self._logprob(token, request.top_logprobs) if request.logprobs else None
                 text, logprobs = out.push(piece, logprob)
                 ends.append(out.decoded_length)
@@ -218,10 +223,6 @@ class LlamaEngine:
                 if text or logprobs:
                     yield CompletionChunk(content=text, logprobs=logprobs or None, eval_count=len(generated), eval_duration=eval_ns)
                 if out.stopped:
-                    reason = "stop"
-                    break
-                if repeat > MAX_TOKEN_REPEAT:
-                    log.info("prediction aborted, token repeat limit reached")
                     reason = "stop"
                     break
                 if len(generated) >= limit:

@@ -207,6 +207,12 @@ async def test_num_predict_ends_with_length(runner: RunnerProcess) -> None:
     assert (chunks[-1].done_reason, chunks[-1].eval_count) == ("length", 5)
 
 
+async def test_a_token_repeated_more_than_30_times_ends_generation(runner: RunnerProcess) -> None:
+    text, chunks = await complete(runner, num_predict=100, grammar='root ::= "a" root')
+    assert text == "a" * 31
+    assert (chunks[-1].done_reason, chunks[-1].eval_count) == ("stop", 32)
+
+
 async def test_stop_string_split_across_tokens_is_cut_and_never_streamed(runner: RunnerProcess) -> None:
     _, chunks = await complete(runner, num_predict=40, grammar=FOREVER, logprobs=True)
     tokens = [lp.token for c in chunks for lp in c.logprobs or []]
