@@ -20,11 +20,11 @@ from pydantic import BaseModel
 from ollamapy.errors import InvalidRequest, TemplateError
 from ollamapy.gotemplate import (
     ActionNode,
+    CommandNode,
     FieldNode,
     IfNode,
     ListNode,
     PipeNode,
-    CommandNode,
     RangeNode,
     Template,
     TextNode,
@@ -162,11 +162,15 @@ def test_tools_arguments_and_properties_print_as_json() -> None:
     )
     assert out.splitlines() == [
         'get_weather {"city":"Paris","z":1}',
-        '{"city":{"type":"string","description":"The city"},"days":{"type":["integer","null"]},'
-        '"unit":{"type":"string","enum":["c","f"]}}',
-        '[{"type":"function","function":{"name":"get_weather","description":"Get the weather","parameters":'
-        '{"type":"object","required":["city"],"properties":{"city":{"type":"string","description":"The city"},'
-        '"days":{"type":["integer","null"]},"unit":{"type":"string","enum":["c","f"]}}}}}]',
+        (
+            '{"city":{"type":"string","description":"The city"},"days":{"type":["integer","null"]},'
+            '"unit":{"type":"string","enum":["c","f"]}}'
+        ),
+        (
+            '[{"type":"function","function":{"name":"get_weather","description":"Get the weather","parameters":'
+            '{"type":"object","required":["city"],"properties":{"city":{"type":"string","description":"The city"},'
+            '"days":{"type":["integer","null"]},"unit":{"type":"string","enum":["c","f"]}}}}}]'
+        ),
     ]
 
 

@@ -11,13 +11,13 @@ engines; they must agree byte for byte on the output, or fail with the same mess
 from __future__ import annotations
 
 import re
-from typing import Any, Optional
+from typing import Any
 
 import pytest
+from gorender.harness import GO_TODAY, GoRenderer, find_go, go_renderer, python_data
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gorender.harness import GO_TODAY, GoRenderer, find_go, go_renderer, python_data
 from ollamapy.errors import TemplateError
 from ollamapy.gotemplate import Template
 
@@ -236,12 +236,12 @@ def templates(draw: Any) -> str:
 _ADDRESS = re.compile(r"0x[0-9a-f]{6,}")
 
 
-def _normalise(s: Optional[str]) -> Optional[str]:
+def _normalise(s: str | None) -> str | None:
     """Pointer addresses differ between any two processes; everything else must match."""
     return None if s is None else _ADDRESS.sub("0xADDR", s)
 
 
-def render_python(text: str, data: dict[str, Any]) -> tuple[str, Optional[str]]:
+def render_python(text: str, data: dict[str, Any]) -> tuple[str, str | None]:
     try:
         return Template.parse(text).execute(python_data(data), today=lambda: GO_TODAY), None
     except TemplateError as err:

@@ -15,11 +15,11 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import pytest
-
 from gorender.harness import GO_TODAY, GoRenderer, find_go, go_renderer, python_data
+
 from ollamapy.errors import TemplateError
 from ollamapy.gotemplate import Template
 
@@ -36,7 +36,7 @@ def _load(path: Path) -> dict[str, Any]:
     return data
 
 
-def render_python(text: str, data: Optional[dict[str, Any]]) -> tuple[str, Optional[str]]:
+def render_python(text: str, data: dict[str, Any] | None) -> tuple[str, str | None]:
     """ollamapy's (output, error message) for ``text`` on JSON ``data``."""
     try:
         return Template.parse(text).execute(python_data(data), today=lambda: GO_TODAY), None

@@ -16,7 +16,8 @@ build the shapes Ollama gives templates. Parse and execution failures raise
 from __future__ import annotations
 
 import datetime
-from typing import Any, Callable, Iterator, Optional
+from collections.abc import Callable, Iterator
+from typing import Any
 
 from ..errors import TemplateError
 from .exec import ExecError, execute
@@ -52,32 +53,32 @@ from .parse import (
 from .values import template_messages, template_tools
 
 __all__ = [
+    "ActionNode",
+    "BoolNode",
+    "BranchNode",
+    "BreakNode",
+    "ChainNode",
+    "CommandNode",
+    "ContinueNode",
+    "DotNode",
+    "FieldNode",
+    "IdentifierNode",
+    "IfNode",
+    "ListNode",
+    "NilNode",
+    "Node",
+    "NumberNode",
+    "PipeNode",
+    "RangeNode",
+    "StringNode",
     "Template",
+    "TemplateNode",
+    "TextNode",
+    "VariableNode",
+    "WithNode",
     "template_messages",
     "template_tools",
     "walk",
-    "Node",
-    "ListNode",
-    "TextNode",
-    "ActionNode",
-    "PipeNode",
-    "CommandNode",
-    "IdentifierNode",
-    "VariableNode",
-    "DotNode",
-    "NilNode",
-    "FieldNode",
-    "ChainNode",
-    "BoolNode",
-    "NumberNode",
-    "StringNode",
-    "BranchNode",
-    "IfNode",
-    "RangeNode",
-    "WithNode",
-    "BreakNode",
-    "ContinueNode",
-    "TemplateNode",
 ]
 
 FUNC_NAMES = frozenset(BUILTINS) | frozenset(ollama_funcs(datetime.date.today))
@@ -92,7 +93,7 @@ class Template:
         self.text = text
 
     @classmethod
-    def parse(cls, text: str, name: str = "") -> "Template":
+    def parse(cls, text: str, name: str = "") -> Template:
         """Parse ``text`` as Go's ``template.New(name).Funcs(ollama).Parse`` would.
 
         Raises TemplateError with Go's message, e.g. ``template: :3: unexpected "}" in
@@ -140,14 +141,14 @@ class Template:
         wanted = field.lower()
         return any(name.lower() == wanted for name in self.identifiers())
 
-    def with_root(self, root: ListNode) -> "Template":
+    def with_root(self, root: ListNode) -> Template:
         """A copy executing ``root`` as its top template (the defined ones are shared)."""
         trees = dict(self._trees)
         old = trees[self.name]
         trees[self.name] = Tree(old.name, old.parse_name, root, old.text)
         return Template(trees, self.name, self.text)
 
-    def execute(self, data: Any = None, *, today: Optional[Callable[[], datetime.date]] = None) -> str:
+    def execute(self, data: Any = None, *, today: Callable[[], datetime.date] | None = None) -> str:
         """Render the template on ``data``; raises TemplateError where Go's Execute fails.
 
         ``today`` is the clock of ``currentDate``/``yesterdayDate`` (local date by default).

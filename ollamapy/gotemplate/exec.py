@@ -9,7 +9,7 @@ errors with Go's ``template: NAME:LINE:COL: executing "NAME" at <NODE>: …`` wo
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any
 
 from .funcs import (
     BUILTINS,
@@ -65,7 +65,7 @@ from .values import (
     zero_of,
 )
 
-__all__ = ["ExecError", "execute", "MAX_EXEC_DEPTH"]
+__all__ = ["MAX_EXEC_DEPTH", "ExecError", "execute"]
 
 MAX_EXEC_DEPTH = 100000  # Go's limit on nested {{template}} calls
 
@@ -73,7 +73,7 @@ MAX_EXEC_DEPTH = 100000  # Go's limit on nested {{template}} calls
 class ExecError(Exception):
     """A template that failed while executing: Go's message and the line it names."""
 
-    def __init__(self, message: str, line: Optional[int]) -> None:
+    def __init__(self, message: str, line: int | None) -> None:
         super().__init__(message)
         self.message = message
         self.line = line
@@ -102,7 +102,7 @@ class _State:
         self.tree = tree
         self.funcs = funcs
         self.out = out
-        self.node: Optional[Node] = None
+        self.node: Node | None = None
         self.vars: list[list[Any]] = []
         self.depth = 0
 
@@ -259,7 +259,7 @@ class _State:
 
     # --- evaluation ----------------------------------------------------------------
 
-    def eval_pipeline(self, dot: Any, pipe: Optional[PipeNode]) -> Any:
+    def eval_pipeline(self, dot: Any, pipe: PipeNode | None) -> Any:
         if pipe is None:
             return INVALID
         self.at(pipe)
@@ -320,11 +320,11 @@ class _State:
             self.errorf(f"{text} overflows int")
         return INVALID
 
-    def eval_field_node(self, dot: Any, field: FieldNode, args: Optional[list[Node]], final: Any) -> Any:
+    def eval_field_node(self, dot: Any, field: FieldNode, args: list[Node] | None, final: Any) -> Any:
         self.at(field)
         return self.eval_field_chain(dot, dot, field, field.ident, args, final)
 
-    def eval_chain_node(self, dot: Any, chain: ChainNode, args: Optional[list[Node]], final: Any) -> Any:
+    def eval_chain_node(self, dot: Any, chain: ChainNode, args: list[Node] | None, final: Any) -> Any:
         self.at(chain)
         if not chain.field:
             self.errorf("internal error: no fields in evalChainNode")
@@ -333,7 +333,7 @@ class _State:
         pipe = self.eval_arg(dot, None, chain.node)
         return self.eval_field_chain(dot, pipe, chain, chain.field, args, final)
 
-    def eval_variable_node(self, dot: Any, variable: VariableNode, args: Optional[list[Node]], final: Any) -> Any:
+    def eval_variable_node(self, dot: Any, variable: VariableNode, args: list[Node] | None, final: Any) -> Any:
         self.at(variable)
         value = self.var_value(variable.ident[0])
         if len(variable.ident) == 1:
@@ -342,13 +342,13 @@ class _State:
         return self.eval_field_chain(dot, value, variable, variable.ident[1:], args, final)
 
     def eval_field_chain(
-        self, dot: Any, receiver: Any, node: Node, ident: list[str], args: Optional[list[Node]], final: Any
+        self, dot: Any, receiver: Any, node: Node, ident: list[str], args: list[Node] | None, final: Any
     ) -> Any:
         for name in ident[:-1]:
             receiver = self.eval_field(dot, name, node, None, MISSING, receiver)
         return self.eval_field(dot, ident[-1], node, args, final, receiver)
 
-    def eval_function(self, dot: Any, node: IdentifierNode, cmd: Node, args: Optional[list[Node]], final: Any) -> Any:
+    def eval_function(self, dot: Any, node: IdentifierNode, cmd: Node, args: list[Node] | None, final: Any) -> Any:
         self.at(node)
         name = node.ident
         fn = self.funcs.get(name)
@@ -362,7 +362,7 @@ class _State:
         return self.eval_call(dot, fn, is_builtin, cmd, name, args, final)
 
     def eval_field(
-        self, dot: Any, field_name: str, node: Node, args: Optional[list[Node]], final: Any, receiver: Any
+        self, dot: Any, field_name: str, node: Node, args: list[Node] | None, final: Any, receiver: Any
     ) -> Any:
         if receiver is INVALID:
             return INVALID
@@ -394,13 +394,12 @@ class _State:
             elem = type_of(receiver).elem
             assert elem is not None
             names = {f.name for f in getattr(elem.struct, "GO_FIELDS", ())}
-            if elem.kind != Kind.STRUCT or field_name in names:
-                if is_nil:
-                    self.errorf(f"nil pointer evaluating {typ}.{field_name}")
+            if (elem.kind != Kind.STRUCT or field_name in names) and is_nil:
+                self.errorf(f"nil pointer evaluating {typ}.{field_name}")
         self.errorf(f"can't evaluate field {field_name} in type {typ}")
 
     def eval_call(
-        self, dot: Any, fn: GoFunc, is_builtin: bool, node: Node, name: str, args: Optional[list[Node]], final: Any
+        self, dot: Any, fn: GoFunc, is_builtin: bool, node: Node, name: str, args: list[Node] | None, final: Any
     ) -> Any:
         call_args = args[1:] if args is not None else []
         num_in = len(call_args) + (0 if final is MISSING else 1)
@@ -457,7 +456,7 @@ class _State:
             self.errorf(f"error calling {name}: {err}")
         return Iface(None) if result is None else result
 
-    def validate_type(self, value: Any, typ: Optional[GoType]) -> Any:
+    def validate_type(self, value: Any, typ: GoType | None) -> Any:
         if value is INVALID:
             if typ is None:
                 return INVALID
@@ -479,7 +478,7 @@ class _State:
             self.errorf(f"wrong type for value; expected {typ}; got {type_of(value)}")
         return value
 
-    def eval_arg(self, dot: Any, typ: Optional[GoType], n: Node) -> Any:
+    def eval_arg(self, dot: Any, typ: GoType | None, n: Node) -> Any:
         self.at(n)
         if isinstance(n, DotNode):
             return self.validate_type(dot, typ)

@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import datetime
 import inspect
-import urllib.parse
 import unicodedata
+import urllib.parse
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable, Optional
+from typing import Any
 
 from .gofmt import elements, go_bytes, go_len, sprint, sprintf, sprintln
 from .gojson import JSONError, marshal
@@ -38,16 +39,16 @@ from .values import (
 )
 
 __all__ = [
+    "BUILTINS",
     "FuncError",
     "GoFunc",
-    "BUILTINS",
-    "ollama_funcs",
-    "method_func",
-    "truth",
-    "is_true",
     "indirect",
     "indirect_interface",
+    "is_true",
+    "method_func",
+    "ollama_funcs",
     "printable_value",
+    "truth",
 ]
 
 
@@ -187,7 +188,7 @@ def _index(item: Any, *indexes: Any) -> Any:
             n = go_len(item)
             x = _index_arg(index, n)
             if x == n:
-                raise FuncError(f"reflect: slice index out of range" if k == Kind.SLICE else "reflect: string index out of range")
+                raise FuncError("reflect: slice index out of range" if k == Kind.SLICE else "reflect: string index out of range")
             item = Uint8(go_bytes(item)[x]) if k == Kind.STRING else elements(item)[x]
         elif k == Kind.MAP:
             t = type_of(item)
@@ -255,7 +256,7 @@ _BASIC = {
 }
 
 
-def _basic_kind(v: Any) -> Optional[str]:
+def _basic_kind(v: Any) -> str | None:
     return _BASIC.get(kind_of(v))
 
 
@@ -332,15 +333,15 @@ def _lt(arg1: Any, arg2: Any) -> bool:
         raise FuncError("invalid type for comparison")
     if k1 != k2:
         if k1 == "int" and k2 == "uint":
-            return arg1 < 0 or arg1 < arg2
+            return bool(arg1 < 0 or arg1 < arg2)
         if k1 == "uint" and k2 == "int":
-            return arg2 >= 0 and arg1 < arg2
+            return bool(arg2 >= 0 and arg1 < arg2)
         raise FuncError(f"incompatible types for comparison: {type_of(arg1).name} and {type_of(arg2).name}")
     if k1 in ("bool", "complex"):
         raise FuncError("invalid type for comparison")
     if k1 == "string":
         return go_bytes(arg1) < go_bytes(arg2)
-    return arg1 < arg2
+    return bool(arg1 < arg2)
 
 
 def _le(arg1: Any, arg2: Any) -> bool:

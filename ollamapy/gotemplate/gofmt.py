@@ -29,20 +29,20 @@ from .values import (
 )
 
 __all__ = [
-    "is_go_print",
+    "can_backquote",
+    "elements",
+    "format_float",
+    "format_int",
+    "go_bytes",
+    "go_len",
     "go_quote",
     "go_quote_ascii",
     "go_quote_rune",
-    "can_backquote",
-    "format_float",
-    "format_int",
-    "sprint",
-    "sprintln",
-    "sprintf",
+    "is_go_print",
     "map_items",
-    "elements",
-    "go_len",
-    "go_bytes",
+    "sprint",
+    "sprintf",
+    "sprintln",
 ]
 
 _LOWER = "0123456789abcdefx"
@@ -142,14 +142,13 @@ def _fmt_efg(neg: bool, s: str, dp: int, prec: int, fmt: str, shortest: bool) ->
     nd = len(s)
     if fmt in "gG":
         eprec = prec
-        if eprec > nd and nd >= dp:
+        if eprec > nd >= dp:
             eprec = nd
         if shortest:
             eprec = 6
         exp = dp - 1
         if exp < -4 or exp >= eprec:
-            if prec > nd:
-                prec = nd
+            prec = min(prec, nd)
             prec -= 1
             fmt = "e" if fmt == "g" else "E"
         else:
@@ -527,11 +526,7 @@ class _Printer:
             c = body[i]
             if c == ".":
                 has_point = True
-            elif c in "pP":
-                tail = body[i:]
-                body = body[:i]
-                break
-            elif c in "eE" and verb not in "xX":
+            elif c in "pP" or c in "eE" and verb not in "xX":
                 tail = body[i:]
                 body = body[:i]
                 break
@@ -748,9 +743,8 @@ class _Printer:
 
     def print_value(self, value: Any, verb: str, depth: int, *, top: bool = False) -> None:
         """``pp.printValue``."""
-        if depth > 0 and value is not INVALID and not isinstance(value, Iface):
-            if self.handle_methods(value, verb):
-                return
+        if depth > 0 and value is not INVALID and not isinstance(value, Iface) and self.handle_methods(value, verb):
+            return
         kind = kind_of(value)
         if kind == Kind.INVALID:
             if depth == 0:
@@ -787,11 +781,11 @@ class _Printer:
         elif kind == Kind.SLICE:
             self._print_slice(value, verb, depth)
         elif kind == Kind.PTR:
-            if depth == 0 and isinstance(value, Ptr) and value.target is not None:
-                if kind_of(value.target) in (Kind.SLICE, Kind.STRUCT, Kind.MAP):
-                    self.write("&")
-                    self.print_value(value.target, verb, depth + 1)
-                    return
+            target = value.target if isinstance(value, Ptr) else None
+            if depth == 0 and target is not None and kind_of(target) in (Kind.SLICE, Kind.STRUCT, Kind.MAP):
+                self.write("&")
+                self.print_value(target, verb, depth + 1)
+                return
             self.fmt_pointer(value, verb)
         else:
             self.fmt_pointer(value, verb)

@@ -31,9 +31,7 @@ def _string(s: str) -> str:
         code = ord(ch)
         if ch in _SHORT:
             out.append(_SHORT[ch])
-        elif code < 0x20 or ch in "<>&":
-            out.append(f"\\u{code:04x}")
-        elif ch in "\u2028\u2029":
+        elif code < 0x20 or ch in "<>&" or ch in "\u2028\u2029":
             out.append(f"\\u{code:04x}")
         elif 0xD800 <= code < 0xE000:
             out.append("\\ufffd")

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import enum
 import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import Optional
 
-__all__ = ["ItemType", "Item", "Lexer", "is_alphanumeric", "is_space", "quote_rune_u"]
+__all__ = ["Item", "ItemType", "Lexer", "is_alphanumeric", "is_space", "quote_rune_u"]
 
 
 class ItemType(enum.IntEnum):
@@ -192,11 +193,13 @@ class Lexer:
         self.start_line = self.line
         return item
 
-    def emit(self, typ: ItemType) -> None:
+    def emit(self, typ: ItemType) -> StateFn | None:
+        """Hand the pending text to the parser as a token; this scan step ends."""
         self.item = self.this_item(typ)
         return None
 
-    def emit_item(self, item: Item) -> None:
+    def emit_item(self, item: Item) -> StateFn | None:
+        """Hand ``item`` to the parser; this scan step ends."""
         self.item = item
         return None
 
@@ -219,7 +222,8 @@ class Lexer:
                 break
         self.backup()
 
-    def errorf(self, message: str) -> None:
+    def errorf(self, message: str) -> StateFn | None:
+        """Hand an error token to the parser and empty the input so scanning stops."""
         self.item = Item(ItemType.ERROR, self.start, message, self.start_line)
         self.start = 0
         self.pos = 0
@@ -229,7 +233,7 @@ class Lexer:
     def next_item(self) -> Item:
         """Scan and return the next token."""
         self.item = Item(ItemType.EOF, self.pos, "EOF", self.start_line)
-        state: Optional[StateFn] = lex_inside_action if self.inside_action else lex_text
+        state: StateFn | None = lex_inside_action if self.inside_action else lex_text
         while state is not None:
             state = state(self)
         return self.item
@@ -280,7 +284,7 @@ class Lexer:
 # --- state functions ---------------------------------------------------------------
 
 
-def lex_text(lx: Lexer) -> Optional[StateFn]:
+def lex_text(lx: Lexer) -> StateFn | None:
     x = lx.input.find(LEFT_DELIM, lx.pos)
     if x >= 0:
         if x > lx.pos:
@@ -304,7 +308,7 @@ def lex_text(lx: Lexer) -> Optional[StateFn]:
     return lx.emit(ItemType.EOF)
 
 
-def lex_left_delim(lx: Lexer) -> Optional[StateFn]:
+def lex_left_delim(lx: Lexer) -> StateFn | None:
     lx.pos += len(LEFT_DELIM)
     trim_space = _has_left_trim_marker(lx.input[lx.pos : lx.pos + 2])
     after_marker = TRIM_MARKER_LEN if trim_space else 0
@@ -320,7 +324,7 @@ def lex_left_delim(lx: Lexer) -> Optional[StateFn]:
     return lx.emit_item(item)
 
 
-def lex_comment(lx: Lexer) -> Optional[StateFn]:
+def lex_comment(lx: Lexer) -> StateFn | None:
     lx.pos += len(LEFT_COMMENT)
     x = lx.input.find(RIGHT_COMMENT, lx.pos)
     if x < 0:
@@ -340,7 +344,7 @@ def lex_comment(lx: Lexer) -> Optional[StateFn]:
     return lex_text
 
 
-def lex_right_delim(lx: Lexer) -> Optional[StateFn]:
+def lex_right_delim(lx: Lexer) -> StateFn | None:
     _, trim_space = lx.at_right_delim()
     if trim_space:
         lx.pos += TRIM_MARKER_LEN
@@ -354,7 +358,7 @@ def lex_right_delim(lx: Lexer) -> Optional[StateFn]:
     return lx.emit_item(item)
 
 
-def lex_inside_action(lx: Lexer) -> Optional[StateFn]:
+def lex_inside_action(lx: Lexer) -> StateFn | None:
     delim, _ = lx.at_right_delim()
     if delim:
         if lx.paren_depth == 0:
@@ -408,7 +412,7 @@ def lex_inside_action(lx: Lexer) -> Optional[StateFn]:
     return lx.errorf(f"unrecognized character in action: {quote_rune_u(r)}")
 
 
-def lex_space(lx: Lexer) -> Optional[StateFn]:
+def lex_space(lx: Lexer) -> StateFn | None:
     num_spaces = 0
     while is_space(lx.peek()):
         lx.next()
@@ -421,7 +425,7 @@ def lex_space(lx: Lexer) -> Optional[StateFn]:
     return lx.emit(ItemType.SPACE)
 
 
-def lex_identifier(lx: Lexer) -> Optional[StateFn]:
+def lex_identifier(lx: Lexer) -> StateFn | None:
     while True:
         r = lx.next()
         if is_alphanumeric(r):
@@ -442,17 +446,17 @@ def lex_identifier(lx: Lexer) -> Optional[StateFn]:
         return lx.emit(ItemType.IDENTIFIER)
 
 
-def lex_field(lx: Lexer) -> Optional[StateFn]:
+def lex_field(lx: Lexer) -> StateFn | None:
     return _lex_field_or_variable(lx, ItemType.FIELD)
 
 
-def lex_variable(lx: Lexer) -> Optional[StateFn]:
+def lex_variable(lx: Lexer) -> StateFn | None:
     if lx.at_terminator():
         return lx.emit(ItemType.VARIABLE)
     return _lex_field_or_variable(lx, ItemType.VARIABLE)
 
 
-def _lex_field_or_variable(lx: Lexer, typ: ItemType) -> Optional[StateFn]:
+def _lex_field_or_variable(lx: Lexer, typ: ItemType) -> StateFn | None:
     if lx.at_terminator():
         return lx.emit(ItemType.VARIABLE if typ == ItemType.VARIABLE else ItemType.DOT)
     while True:
@@ -465,7 +469,7 @@ def _lex_field_or_variable(lx: Lexer, typ: ItemType) -> Optional[StateFn]:
     return lx.emit(typ)
 
 
-def _lex_quoted(lx: Lexer, closing: str, typ: ItemType, message: str) -> Optional[StateFn]:
+def _lex_quoted(lx: Lexer, closing: str, typ: ItemType, message: str) -> StateFn | None:
     while True:
         r = lx.next()
         if r == "\\":
@@ -479,15 +483,15 @@ def _lex_quoted(lx: Lexer, closing: str, typ: ItemType, message: str) -> Optiona
             return lx.emit(typ)
 
 
-def lex_char(lx: Lexer) -> Optional[StateFn]:
+def lex_char(lx: Lexer) -> StateFn | None:
     return _lex_quoted(lx, "'", ItemType.CHAR_CONSTANT, "unterminated character constant")
 
 
-def lex_quote(lx: Lexer) -> Optional[StateFn]:
+def lex_quote(lx: Lexer) -> StateFn | None:
     return _lex_quoted(lx, '"', ItemType.STRING, "unterminated quoted string")
 
 
-def lex_raw_quote(lx: Lexer) -> Optional[StateFn]:
+def lex_raw_quote(lx: Lexer) -> StateFn | None:
     while True:
         r = lx.next()
         if r == EOF:
@@ -496,7 +500,7 @@ def lex_raw_quote(lx: Lexer) -> Optional[StateFn]:
             return lx.emit(ItemType.RAW_STRING)
 
 
-def lex_number(lx: Lexer) -> Optional[StateFn]:
+def lex_number(lx: Lexer) -> StateFn | None:
     from .gofmt import go_quote
 
     if not lx.scan_number():

@@ -9,44 +9,45 @@ can inspect a template — list the fields it uses, find the text inside
 
 from __future__ import annotations
 
+import builtins
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Iterator, Optional
 
 from .gofmt import go_bytes, go_quote
 from .lexer import Item, ItemType, Lexer
 
 __all__ = [
-    "ParseError",
-    "Node",
-    "ListNode",
-    "TextNode",
-    "CommentNode",
-    "PipeNode",
     "ActionNode",
-    "CommandNode",
-    "IdentifierNode",
-    "VariableNode",
-    "DotNode",
-    "NilNode",
-    "FieldNode",
-    "ChainNode",
     "BoolNode",
-    "NumberNode",
-    "StringNode",
     "BranchNode",
-    "IfNode",
-    "RangeNode",
-    "WithNode",
     "BreakNode",
+    "ChainNode",
+    "CommandNode",
+    "CommentNode",
     "ContinueNode",
+    "DotNode",
+    "FieldNode",
+    "IdentifierNode",
+    "IfNode",
+    "ListNode",
+    "NilNode",
+    "Node",
+    "NumberNode",
+    "ParseError",
+    "PipeNode",
+    "RangeNode",
+    "StringNode",
     "TemplateNode",
+    "TextNode",
     "Tree",
+    "VariableNode",
+    "WithNode",
+    "location",
     "parse",
-    "walk",
     "unquote",
     "unquote_char",
-    "location",
+    "walk",
 ]
 
 
@@ -71,7 +72,7 @@ class Node:
     def __str__(self) -> str:  # pragma: no cover - every node overrides it
         raise NotImplementedError
 
-    def children(self) -> list["Node"]:
+    def children(self) -> list[Node]:
         """The nodes directly below this one, in source order."""
         return []
 
@@ -279,7 +280,7 @@ class BranchNode(Node):
     line: int = 0
     pipe: PipeNode = field(default_factory=lambda: PipeNode(0))
     list: ListNode = field(default_factory=lambda: ListNode(0))
-    else_list: Optional[ListNode] = None
+    else_list: ListNode | None = None
 
     keyword = ""
 
@@ -289,8 +290,8 @@ class BranchNode(Node):
             s += "{{else}}" + str(self.else_list)
         return s + "{{end}}"
 
-    def children(self) -> list[Node]:
-        out: list[Node] = [self.pipe, self.list]
+    def children(self) -> builtins.list[Node]:
+        out: builtins.list[Node] = [self.pipe, self.list]
         if self.else_list is not None:
             out.append(self.else_list)
         return out
@@ -343,7 +344,7 @@ class TemplateNode(Node):
 
     line: int = 0
     name: str = ""
-    pipe: Optional[PipeNode] = None
+    pipe: PipeNode | None = None
 
     def __str__(self) -> str:
         s = "{{template " + go_quote(self.name)
@@ -493,7 +494,7 @@ def _underscore_ok(s: str) -> bool:
     return saw != "_"
 
 
-def _parse_uint(s: str) -> Optional[int]:
+def _parse_uint(s: str) -> int | None:
     """``strconv.ParseUint(s, 0, 64)``; None on any error."""
     if not s:
         return None
@@ -528,7 +529,7 @@ def _parse_uint(s: str) -> Optional[int]:
     return n
 
 
-def _parse_int(s: str) -> Optional[int]:
+def _parse_int(s: str) -> int | None:
     """``strconv.ParseInt(s, 0, 64)``; None on any error."""
     if not s:
         return None
@@ -549,7 +550,7 @@ _DEC_FLOAT = re.compile(r"[+-]?(?:[0-9_]+(?:\.[0-9_]*)?|\.[0-9_]+)(?:[eE][+-]?[0
 _HEX_FLOAT = re.compile(r"[+-]?0[xX](?:[0-9a-fA-F_]+(?:\.[0-9a-fA-F_]*)?|\.[0-9a-fA-F_]+)[pP][+-]?[0-9][0-9_]*")
 
 
-def _parse_float(s: str) -> Optional[float]:
+def _parse_float(s: str) -> float | None:
     """``strconv.ParseFloat(s, 64)`` for Go number syntax; None on error or overflow."""
     if _HEX_FLOAT.fullmatch(s):
         if "_" in s and not _underscore_ok(s):
@@ -655,7 +656,7 @@ def _simplify_complex(n: NumberNode) -> None:
 _GO_SPACE = "\t\n\v\f\r \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000"
 
 
-def is_empty_tree(n: Optional[Node]) -> bool:
+def is_empty_tree(n: Node | None) -> bool:
     """Go's ``IsEmptyTree``: nothing but space and comments."""
     if n is None or isinstance(n, CommentNode):
         return True
@@ -681,9 +682,9 @@ class _Parser:
         self.vars = ["$"]
         self.action_line = 0
         self.range_depth = 0
-        self.root: Optional[ListNode] = None
+        self.root: ListNode | None = None
 
-    def sub(self, name: str) -> "_Parser":
+    def sub(self, name: str) -> _Parser:
         """A parser for a ``define``/``block`` body sharing this one's lexer."""
         p = _Parser.__new__(_Parser)
         p.name = name
@@ -925,7 +926,7 @@ class _Parser:
             lst, nxt = self.item_list()
             if context == "range":
                 self.range_depth -= 1
-            else_list: Optional[ListNode] = None
+            else_list: ListNode | None = None
             if isinstance(nxt, _ElseNode):
                 if context == "if" and self.peek().typ == ItemType.IF:
                     self.next()
@@ -967,7 +968,7 @@ class _Parser:
         context = "template clause"
         token = self.next_non_space()
         name = self.parse_template_name(token, context)
-        pipe: Optional[PipeNode] = None
+        pipe: PipeNode | None = None
         if self.next_non_space().typ != ItemType.RIGHT_DELIM:
             self.backup()
             pipe = self.pipeline(context, ItemType.RIGHT_DELIM)
@@ -1001,7 +1002,7 @@ class _Parser:
             self.errorf("empty command")
         return cmd
 
-    def operand(self) -> Optional[Node]:
+    def operand(self) -> Node | None:
         node = self.term()
         if node is None:
             return None
@@ -1018,7 +1019,7 @@ class _Parser:
             return chain
         return node
 
-    def term(self) -> Optional[Node]:
+    def term(self) -> Node | None:
         token = self.next_non_space()
         t = token.typ
         if t == ItemType.IDENTIFIER:

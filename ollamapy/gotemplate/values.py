@@ -31,57 +31,57 @@ import dataclasses
 import enum
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar, Optional
+from typing import Any, ClassVar
 
 __all__ = [
-    "Kind",
-    "GoType",
-    "Field",
-    "INVALID",
-    "Invalid",
-    "Iface",
-    "Ptr",
-    "Uint8",
-    "GoSlice",
-    "GoMap",
-    "GoStruct",
-    "BOOL",
-    "INT",
-    "UINT8",
-    "FLOAT64",
-    "COMPLEX128",
-    "STRING",
     "ANY",
+    "BOOL",
     "BYTES",
-    "SLICE_ANY",
+    "COMPLEX128",
+    "FLOAT64",
+    "INT",
+    "INVALID",
     "MAP_ANY",
-    "STRINGS",
     "REFLECT_VALUE",
-    "slice_of",
-    "ptr_to",
-    "map_of",
-    "type_of",
-    "kind_of",
-    "zero_of",
-    "as_value",
-    "struct_fields",
-    "find_method",
+    "SLICE_ANY",
+    "STRING",
+    "STRINGS",
+    "UINT8",
+    "Field",
+    "GoMap",
+    "GoSlice",
+    "GoStruct",
+    "GoType",
+    "Iface",
     "ImageData",
+    "Invalid",
+    "Kind",
     "PropertyType",
+    "Ptr",
+    "TemplateArgs",
+    "TemplateMessage",
+    "TemplateProperties",
+    "TemplateTool",
+    "TemplateToolCall",
+    "TemplateToolCallFunction",
+    "TemplateToolFunction",
+    "TemplateToolFunctionParameters",
+    "TemplateTools",
     "ToolPropertiesMap",
     "ToolProperty",
-    "TemplateArgs",
-    "TemplateProperties",
-    "TemplateToolCallFunction",
-    "TemplateToolCall",
-    "TemplateMessage",
-    "TemplateToolFunctionParameters",
-    "TemplateToolFunction",
-    "TemplateTool",
-    "TemplateTools",
+    "Uint8",
+    "as_value",
+    "find_method",
+    "json_value",
+    "kind_of",
+    "map_of",
+    "ptr_to",
+    "slice_of",
+    "struct_fields",
     "template_messages",
     "template_tools",
-    "json_value",
+    "type_of",
+    "zero_of",
 ]
 
 
@@ -109,9 +109,9 @@ class GoType:
 
     name: str
     kind: Kind
-    elem: Optional["GoType"] = None
-    key: Optional["GoType"] = None
-    struct: Optional[type] = None  # the GoStruct subclass of a struct type
+    elem: GoType | None = None
+    key: GoType | None = None
+    struct: type | None = None  # the GoStruct subclass of a struct type
 
     def __str__(self) -> str:
         return self.name
@@ -158,19 +158,12 @@ class Field:
 
     name: str
     type: GoType
-    json: Optional[str] = None
+    json: str | None = None
     omitempty: bool = False
 
 
 class Invalid:
     """Go's zero ``reflect.Value``: no value at all (prints ``<no value>``)."""
-
-    _instance: ClassVar[Optional["Invalid"]] = None
-
-    def __new__(cls) -> "Invalid":
-        if cls._instance is None:
-            cls._instance = super().__new__(cls)
-        return cls._instance
 
     def __repr__(self) -> str:
         return "INVALID"
@@ -473,7 +466,7 @@ class ToolPropertiesMap(GoStruct):
 
     GO_NAME = "api.ToolPropertiesMap"
 
-    def __init__(self, items: Optional[Mapping[str, "ToolProperty"]] = None) -> None:
+    def __init__(self, items: Mapping[str, ToolProperty] | None = None) -> None:
         super().__init__()
         self.items: dict[str, ToolProperty] = dict(items or {})
 
@@ -498,16 +491,16 @@ class ToolProperty(GoStruct):
     """``api.ToolProperty``: one JSON-schema property of a tool parameter."""
 
     GO_NAME = "api.ToolProperty"
+    AnyOf: list[ToolProperty] | None
+    Type: PropertyType | None
 
     def go_ToTypeScriptType(self) -> str:
         """The property's TypeScript type, as Ollama's ``toTypeScriptType`` prints it."""
-        any_of = getattr(self, "AnyOf") or []
-        if any_of:
-            return " | ".join(p.go_ToTypeScriptType() for p in any_of)
-        types = getattr(self, "Type") or []
-        if not types:
+        if self.AnyOf:
+            return " | ".join(p.go_ToTypeScriptType() for p in self.AnyOf)
+        if not self.Type:
             return "any"
-        return " | ".join(_TS_TYPES.get(t, "any") for t in types)
+        return " | ".join(_TS_TYPES.get(t, "any") for t in self.Type)
 
 
 _TS_TYPES = {
@@ -650,7 +643,7 @@ def _mapping(obj: Any) -> Mapping[str, Any]:
     if isinstance(obj, Mapping):
         return obj
     if hasattr(obj, "model_dump"):
-        return obj.model_dump(by_alias=True, exclude_none=True)
+        return dict(obj.model_dump(by_alias=True, exclude_none=True))
     if _is_dataclass_instance(obj):
         return dataclasses.asdict(obj)
     raise TypeError(f"expected a mapping, got {type(obj).__name__}")
@@ -697,7 +690,7 @@ def _message(msg: Any) -> Ptr:
     return Ptr(message, ptr_to(TemplateMessage.go_type))
 
 
-def template_messages(messages: Optional[Iterable[Any]]) -> GoSlice:
+def template_messages(messages: Iterable[Any] | None) -> GoSlice:
     """Messages (API dicts or models) as the ``[]*template.templateMessage`` Ollama renders.
 
     None gives Go's nil slice. Tool-call arguments become :class:`TemplateArgs` with
@@ -753,7 +746,7 @@ def _tool(tool: Any) -> TemplateTool:
     )
 
 
-def template_tools(tools: Optional[Iterable[Any]]) -> TemplateTools:
+def template_tools(tools: Iterable[Any] | None) -> TemplateTools:
     """Tools (API dicts or models) as the ``template.templateTools`` Ollama renders.
 
     None gives the nil list, which prints as ``null``; property maps print with sorted

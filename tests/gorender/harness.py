@@ -17,17 +17,17 @@ import shutil
 import subprocess
 import threading
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 from ollamapy.gotemplate import template_messages, template_tools
 
-__all__ = ["GO_TODAY", "find_go", "GoRenderer", "go_renderer", "python_data"]
+__all__ = ["GO_TODAY", "GoRenderer", "find_go", "go_renderer", "python_data"]
 
 SOURCE_DIR = Path(__file__).resolve().parent
 GO_TODAY = datetime.date(2024, 6, 15)  # the frozen date of the Go program's currentDate
 
 
-def find_go() -> Optional[tuple[str, dict[str, str]]]:
+def find_go() -> tuple[str, dict[str, str]] | None:
     """The ``go`` binary and the environment it needs, or None when there is none."""
     spec = importlib.util.find_spec("go")
     if spec is not None and spec.origin is not None:
@@ -89,7 +89,7 @@ class GoRenderer:
         )
         self._lock = threading.Lock()
 
-    def render(self, template: str, data: Optional[dict[str, Any]]) -> tuple[str, Optional[str]]:
+    def render(self, template: str, data: dict[str, Any] | None) -> tuple[str, str | None]:
         """Render with Go; the error is Go's message, or None when it succeeded."""
         assert self._proc.stdin is not None and self._proc.stdout is not None
         line = json.dumps({"template": template, "data": data}, ensure_ascii=True)
@@ -112,7 +112,7 @@ def go_renderer() -> GoRenderer:
     return GoRenderer(build())
 
 
-def python_data(raw: Optional[dict[str, Any]]) -> Optional[dict[str, Any]]:
+def python_data(raw: dict[str, Any] | None) -> dict[str, Any] | None:
     """The Python twin of the Go program's ``template.Data``: Ollama types for Messages/Tools."""
     if raw is None:
         return None
