@@ -40,6 +40,7 @@ from ollamapy.gotemplate import (
     Node,
     PipeNode,
     Template,
+    TemplateNode,
     template_messages,
     template_tools,
 )
@@ -176,6 +177,9 @@ class PromptTemplate:
     def __init__(self, text: str) -> None:
         self.text = text
         parsed = Template.parse(text)
+        if any(isinstance(n, TemplateNode) and n.pipe is None for n in parsed.walk()):
+            # Ollama's Vars() refuses {{ template "name" }} without a pipeline
+            raise TemplateError("undefined template specified")
         names = {name.lower() for name in parsed.identifiers()}
         if "messages" not in names and "response" not in names:
             # Ollama appends a {{ .Response }} node; text appended to the source

@@ -848,3 +848,14 @@ def test_chat_prompt(
     result = render_chat(HARRY, messages, tokenize=_words, num_ctx=num_ctx)
     assert result.prompt == prompt
     assert result.images == tuple(_b64(i) for i in images)
+
+
+def test_template_call_without_pipeline_is_refused_as_ollama_does() -> None:
+    with pytest.raises(TemplateError, match="undefined template specified"):
+        PromptTemplate.parse(
+            '{{ define "x" }}X{{ end }}{{ if .Messages }}{{ template "x" }}{{ end }}'
+        )
+    assert (
+        PromptTemplate.parse('{{ define "x" }}X{{ end }}{{ template "x" . }}').execute()
+        == "X"
+    )
