@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -38,30 +39,37 @@ def fake() -> FakeOllama:
     return FakeOllama(models={"gemma3:270m": GEMMA_SHOW})
 
 
-@pytest.fixture
-def served(fake: FakeOllama, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeOllama]:
-    """The fake server on a loopback port in a thread of its own (the CLI runs its own
-    event loop), with ``OLLAMA_HOST`` pointing at it."""
+@contextmanager
+def serving(app: web.Application) -> Iterator[str]:
+    """Serve ``app`` on a loopback port in a thread of its own (the CLI runs its own event
+    loop); yield the address for ``OLLAMA_HOST``."""
     loop = asyncio.new_event_loop()
     thread = threading.Thread(target=loop.run_forever, daemon=True)
     thread.start()
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
-    runner = web.AppRunner(fake.app())
+    runner = web.AppRunner(app)
 
     async def start() -> None:
         await runner.setup()
         await web.SockSite(runner, sock).start()
 
     asyncio.run_coroutine_threadsafe(start(), loop).result(30)
-    monkeypatch.setenv("OLLAMA_HOST", f"127.0.0.1:{sock.getsockname()[1]}")
     try:
-        yield fake
+        yield f"127.0.0.1:{sock.getsockname()[1]}"
     finally:
         asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(30)
         loop.call_soon_threadsafe(loop.stop)
         thread.join()
         loop.close()
+
+
+@pytest.fixture
+def served(fake: FakeOllama, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeOllama]:
+    """The fake server, with ``OLLAMA_HOST`` pointing at it."""
+    with serving(fake.app()) as host:
+        monkeypatch.setenv("OLLAMA_HOST", host)
+        yield fake
 
 
 def run(*args: str) -> Result:
@@ -302,6 +310,30 @@ def test_create_server_errors(served: FakeOllama, tmp_path: Path) -> None:
         "parsing GGUF",
         "Error: template error: unexpected EOF",
     ]
+
+
+def test_model_management_against_the_real_server(
+    models_dir: Path, tiny_gguf: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ollamapy.supervisor.app import create_app
+
+    (tmp_path / "Modelfile").write_text(f"FROM {tiny_gguf}\nPARAMETER temperature 0.5\nSYSTEM You are terse.\n")
+    with serving(create_app(models_dir)) as host:
+        monkeypatch.setenv("OLLAMA_HOST", host)
+        created = run("create", "tiny", "-f", str(tmp_path / "Modelfile"))
+        assert created.exit_code == 0, created.output
+        assert created.stderr.splitlines()[-2:] == ["writing manifest", "success"]
+        listed = run("list").stdout.splitlines()
+        assert listed[0].split() == ["NAME", "ID", "SIZE", "MODIFIED"]
+        assert listed[1].startswith("tiny:latest    ") and len(listed) == 2
+        shown = run("show", "tiny").stdout
+        assert "    architecture        llama    \n" in shown
+        assert "  Parameters\n    temperature    0.5    \n" in shown
+        assert "  System\n    You are terse.    \n" in shown
+        assert run("cp", "tiny", "copy").stdout == "copied 'tiny' to 'copy'\n"
+        assert run("rm", "copy", "tiny").stdout == "deleted 'copy'\ndeleted 'tiny'\n"
+        assert run("show", "tiny").stderr == "Error: model 'tiny' not found\n"
+        assert run("list").stdout == "NAME    ID    SIZE    MODIFIED \n"
 
 
 # --- argument errors, version, serve, import-default -----------------------------------
