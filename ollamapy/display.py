@@ -289,12 +289,13 @@ def render_table(
 
 
 def format_list(models: Iterable[Mapping[str, Any]], prefix: str | None = None, now: datetime | None = None) -> str:
-    """``ollama list``: NAME, ID (12 hex of the manifest digest), SIZE, MODIFIED."""
+    """``ollama list``: NAME, ID (12 hex of the manifest digest), SIZE (``-`` for a remote
+    model), MODIFIED; ``prefix`` keeps the names that start with it, ignoring case."""
     rows = [
         [
             model.get("name", ""),
             str(model.get("digest", ""))[:12],
-            human_bytes(int(model.get("size", 0))),
+            "-" if model.get("remote_model") else human_bytes(int(model.get("size", 0))),
             human_time(parse_time(model.get("modified_at")), "Never", now),
         ]
         for model in models

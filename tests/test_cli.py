@@ -103,6 +103,12 @@ def test_list_prints_ollamas_table(served: FakeOllama) -> None:
     ]
 
 
+def test_list_shows_no_size_for_remote_models(served: FakeOllama) -> None:
+    served.list_entries = [{"name": "gpt-oss:120b-cloud", "remote_model": "gpt-oss:120b", "digest": "c" * 64,
+                            "size": 384, "modified_at": "0001-01-01T00:00:00Z"}]
+    assert run("list").stdout.splitlines()[1] == "gpt-oss:120b-cloud    cccccccccccc    -       Never       "
+
+
 def test_list_without_models_prints_the_header(served: FakeOllama) -> None:
     assert run("list").stdout == "NAME    ID    SIZE    MODIFIED \n"
 
