@@ -28,7 +28,7 @@ from urllib.parse import quote, urlsplit
 
 import aiohttp
 
-from ollamapy import __version__
+from ollamapy import __version__, envconfig
 
 __all__ = ["UPLOAD_CHUNK_SIZE", "Client", "ClientError", "ServerUnreachable", "StatusError"]
 
@@ -111,8 +111,6 @@ class Client:
 
     def __init__(self, host: str | None = None) -> None:
         if host is None:
-            from ollamapy import envconfig
-
             host = envconfig.host().url
         self.host = host.rstrip("/")
         self._session: aiohttp.ClientSession | None = None

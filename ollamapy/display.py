@@ -212,6 +212,8 @@ def _wrap_words(words: list[str], limit: int) -> list[list[str]]:
             continue
         for j in range(i + 1, n):
             line = length(i, j - 1)
+            if line > limit and (line - limit) ** 2 + _WRAP_PENALTY >= cost[i]:
+                break  # lines only get longer from here: no later break can cost less
             c = (limit - line) ** 2 + cost[j] + (_WRAP_PENALTY if line > limit else 0)
             if c < cost[i]:
                 cost[i], breaks[i] = c, j
