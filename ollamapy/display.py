@@ -493,7 +493,8 @@ class ProgressView:
         self._printed = 0
         self._status = ""
         self._live: Live | None = None
-        if self._console.is_terminal:
+        # A real terminal, not rich's is_terminal (FORCE_COLOR would animate CI logs).
+        if self._console.file.isatty():
             self._live = Live(
                 self, console=self._console, refresh_per_second=12, transient=True, redirect_stdout=False, redirect_stderr=False
             )
