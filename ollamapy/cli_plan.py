@@ -4,12 +4,13 @@ The server answers through ``POST /api/plan``, for its own probed devices or for
 inventory described in a JSON file (``--inventory``), so a user can ask "what would this
 model need on two 24 GB cards?" on a machine without them:
 
-    {"gpus": [{"vendor": "nvidia", "name": "RTX 4090", "total": "24 GiB"},
-              {"vendor": "nvidia", "name": "RTX 4090", "total": "24 GiB", "free": "20 GiB"}],
+    {"gpus": [{"vendor": "nvidia", "name": "RTX 4090", "total": "24 GiB", "compute": "8.9"},
+              {"vendor": "nvidia", "name": "RTX 4090", "total": "24 GiB", "free": "20 GiB", "compute": "8.9"}],
      "system": {"total": "64 GiB", "free": "48 GiB"}}
 
-Sizes are bytes or strings with a unit (GB = 10⁹, GiB = 2³⁰); ``free`` defaults to
-``total`` and ``system`` to the server's own memory.
+Sizes are bytes or strings with a unit (GB = 10⁹, GiB = 2³⁰). ``free`` defaults to
+``total``, ``system`` to the server's own memory, and ``compute`` (the CUDA compute
+capability, on which automatic flash attention depends) to unknown.
 """
 
 from __future__ import annotations

@@ -32,24 +32,23 @@ from collections.abc import Mapping, Sequence
 from typing import Annotated, Any, Literal, Protocol
 
 import psutil
+from ollamapy.supervisor.memory_estimate import GIB, format_bytes
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
-from ollamapy.supervisor.memory_estimate import GIB, format_bytes
-
 __all__ = [
-    "Vendor",
-    "GpuInfo",
-    "SystemMemory",
-    "Inventory",
-    "GpuBackend",
-    "NvmlBackend",
     "AmdBackend",
-    "parse_byte_count",
+    "GpuBackend",
+    "GpuInfo",
+    "Inventory",
+    "NvmlBackend",
+    "SystemMemory",
+    "Vendor",
+    "describe",
     "filter_visible",
-    "probe_system_memory",
+    "parse_byte_count",
     "probe",
     "probe_inventory",
-    "describe",
+    "probe_system_memory",
 ]
 
 log = logging.getLogger("ollamapy.gpu")
@@ -418,9 +417,9 @@ class AmdBackend:
 
 def _card_order(key: str, card: dict[str, Any]) -> tuple[int, int]:
     """Sort rocm-smi cards by KFD node (HIP's order), then card number."""
-    node = next((v for k, v in card.items() if k.lower() == "node id"), None)
+    node = str(next((v for k, v in card.items() if k.lower() == "node id"), ""))
     number = key.removeprefix("card")
-    return (int(node) if str(node).isdigit() else 1 << 30, int(number) if number.isdigit() else 0)
+    return (int(node) if node.isdigit() else 1 << 30, int(number) if number.isdigit() else 0)
 
 
 # ---------------------------------------------------------------------------------------

@@ -30,13 +30,13 @@ from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
 from ollamapy.gguf_meta import GGUFInfo
 
 __all__ = [
+    "GIB",
+    "MIB",
+    "MINIMUM_MEMORY",
     "KvCacheType",
     "MemoryEstimate",
-    "MIB",
-    "GIB",
-    "MINIMUM_MEMORY",
-    "estimate_memory",
     "effective_kv_cache_type",
+    "estimate_memory",
     "format_bytes",
 ]
 

@@ -34,24 +34,31 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from ollamapy.supervisor.gpu_probe import GpuInfo, Inventory, Vendor
+from ollamapy.supervisor.memory_estimate import (
+    GIB,
+    KvCacheType,
+    MemoryEstimate,
+    estimate_memory,
+    format_bytes,
+)
+
 from ollamapy import envconfig
 from ollamapy.errors import InvalidRequest, OllamapyError
 from ollamapy.gguf_meta import GGUFInfo
 from ollamapy.options import LoadOptions
-from ollamapy.supervisor.gpu_probe import GpuInfo, Inventory, Vendor
-from ollamapy.supervisor.memory_estimate import GIB, KvCacheType, MemoryEstimate, estimate_memory, format_bytes
 
 __all__ = [
     "FIT_FRACTION",
     "DevicePlacement",
     "Placement",
-    "plan_placement",
-    "processor_label",
     "default_num_ctx",
-    "resolve_num_ctx",
-    "resolve_flash_attention",
     "estimate_for",
     "placement_for",
+    "plan_placement",
+    "processor_label",
+    "resolve_flash_attention",
+    "resolve_num_ctx",
 ]
 
 FIT_FRACTION = 0.8

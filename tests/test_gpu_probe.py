@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from ollamapy.supervisor import gpu_probe
 from ollamapy.supervisor.gpu_probe import (
     AmdBackend,
@@ -51,10 +50,10 @@ class FakeNvml:
         class NVMLError(Exception):
             pass
 
-        class NVMLError_LibraryNotFound(NVMLError):  # noqa: N801 - pynvml's name
+        class NVMLError_LibraryNotFound(NVMLError):
             pass
 
-        class NVMLError_GpuIsLost(NVMLError):  # noqa: N801 - pynvml's name
+        class NVMLError_GpuIsLost(NVMLError):
             pass
 
         module.NVMLError = NVMLError
