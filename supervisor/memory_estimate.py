@@ -34,10 +34,12 @@ __all__ = [
     "MIB",
     "MINIMUM_MEMORY",
     "KvCacheType",
+    "MeasuredMemory",
     "MemoryEstimate",
     "effective_kv_cache_type",
     "estimate_memory",
     "format_bytes",
+    "measured_memory",
 ]
 
 KvCacheType = Literal["f16", "q8_0", "q4_0"]
@@ -56,6 +58,8 @@ _KV_PAD = 256  # llama.cpp pads the number of KV cells to a multiple of this
 _F32 = 4
 _LAYER = re.compile(r"blk\.(\d+)\.")
 _PROJECTOR_PREFIXES = ("v.", "mm.", "a.")  # vision/audio towers embedded in the model GGUF
+_BUFFER_LINE = re.compile(r"(\S+)\s+(model|KV|compute|output|RS) buffer size =\s+([0-9.]+) MiB")
+_OFFLOADED = re.compile(r"offloaded (\d+)/(\d+) layers to GPU")
 
 
 def effective_kv_cache_type(requested: str, flash_attention: bool) -> KvCacheType:
@@ -291,3 +295,40 @@ def estimate_memory(
         projector=projector_bytes + embedded_projector,
         reserve=gpu_overhead + MINIMUM_MEMORY,
     )
+
+
+@dataclass(frozen=True)
+class MeasuredMemory:
+    """What llama.cpp logged allocating for a loaded model (spec §4.5)."""
+
+    size: int
+    size_vram: int
+    buffers: dict[str, int]
+    """Bytes per buffer kind (``model``, ``KV``, ``compute``, ``output``, ``RS``) on all devices."""
+
+
+def _is_host_buffer(name: str) -> bool:
+    return name in ("CPU", "BLAS") or name.startswith("CPU_") or name.endswith("_Host")
+
+
+def measured_memory(log: str) -> MeasuredMemory | None:
+    """``/api/ps`` sizes from a runner's load log, as Ollama derives them; None if nothing was logged.
+
+    Every ``<device> <kind> buffer size = N MiB`` line counts toward ``size``; those not on
+    a host buffer (``CPU``, ``CPU_*``, ``BLAS``, ``*_Host``) toward ``size_vram``. When
+    llama.cpp reports every layer offloaded, ``size`` is ``size_vram``, as in Ollama.
+    """
+    size = vram = 0
+    buffers: dict[str, int] = {}
+    for device, kind, mib in _BUFFER_LINE.findall(log):
+        n = round(float(mib) * MIB)
+        size += n
+        buffers[kind] = buffers.get(kind, 0) + n
+        if not _is_host_buffer(device):
+            vram += n
+    if not buffers:
+        return None
+    offloaded = _OFFLOADED.search(log)
+    if offloaded and offloaded.group(1) == offloaded.group(2):
+        size = vram
+    return MeasuredMemory(size=size, size_vram=vram, buffers=buffers)

