@@ -134,8 +134,20 @@ class _Gen:
             inner_pipe = self.pipeline(scope, depth - 1, inner, allow_decl=False)
             return f"({inner_pipe})" + (self.pick([".a", ".x", ".Role"]) if self.chance(0.15) else "")
         if choice == 7:
-            return '"' + self.pick(FORMATS) + '"'
+            return '"' + self.format() + '"'
         return self.pick(FIELDS)
+
+    def format(self) -> str:
+        """A printf format: a known one, or verbs built from random flags, width, precision."""
+        if self.chance(0.5):
+            return self.pick(FORMATS)
+        parts = []
+        for _ in range(self.draw(st.integers(1, 3))):
+            flags = "".join(self.draw(st.lists(st.sampled_from("+-# 0"), max_size=3)))
+            width = str(self.draw(st.integers(0, 12))) if self.chance(0.4) else ""
+            prec = "." + str(self.draw(st.integers(0, 8))) if self.chance(0.3) else ""
+            parts.append(self.pick(["", "<", " "]) + "%" + flags + width + prec + self.pick(list("vdsqxXofFeEgGtcbUT%")))
+        return "".join(parts)
 
     def command(self, scope: list[str], depth: int, inner: bool) -> str:
         if self.chance(0.55):
@@ -143,7 +155,7 @@ class _Gen:
             nargs = self.draw(st.integers(0, 3))
             args = []
             if fn == "printf" and self.chance(0.8):
-                args.append('"' + self.pick(FORMATS) + '"')
+                args.append('"' + self.format() + '"')
                 nargs = max(nargs - 1, 0)
             args += [self.operand(scope, depth, inner) for _ in range(nargs)]
             return " ".join([fn, *args])

@@ -22,7 +22,7 @@ from .funcs import (
     printable_value,
     truth,
 )
-from .gofmt import elements, go_quote, map_items, sprint, sprintf
+from .gofmt import elements, go_quote, map_items, sprint, sprintf, valid_utf8
 from .parse import (
     ActionNode,
     BoolNode,
@@ -581,4 +581,4 @@ def execute(trees: dict[str, Tree], name: str, data: Any, funcs: dict[str, GoFun
     value = INVALID if data is None else data
     state.vars = [["$", value]]
     state.walk(value, tree.root)
-    return "".join(out)
+    return valid_utf8("".join(out))

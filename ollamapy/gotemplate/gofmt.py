@@ -10,6 +10,7 @@ string quoting. Values are interpreter values (see :mod:`.values`).
 
 from __future__ import annotations
 
+import codecs
 import math
 import struct
 import unicodedata
@@ -38,11 +39,13 @@ __all__ = [
     "go_quote",
     "go_quote_ascii",
     "go_quote_rune",
+    "go_string",
     "is_go_print",
     "map_items",
     "sprint",
     "sprintf",
     "sprintln",
+    "valid_utf8",
 ]
 
 _LOWER = "0123456789abcdefx"
@@ -304,8 +307,41 @@ def go_len(v: Any) -> int:
 
 
 def go_bytes(s: str) -> bytes:
-    """A Go string's bytes (lone surrogates from invalid input map back to their byte)."""
-    return s.encode("utf-8", "surrogateescape")
+    """A Go string's bytes.
+
+    Go strings are byte strings; slicing one can cut a character in two. Such bytes are
+    carried in Python strings as surrogate escapes (U+DC80..U+DCFF), which map back here.
+    """
+    try:
+        return s.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:  # other lone surrogates, e.g. from JSON "\ud800" escapes
+        return s.encode("utf-8", "replace")
+
+
+def go_string(s: str) -> str:
+    """``s`` with escaped bytes that together form valid UTF-8 turned back into text."""
+    try:
+        s.encode("utf-8")
+        return s
+    except UnicodeEncodeError:
+        return _from_bytes(go_bytes(s))
+
+
+def _bytewise_replace(err: UnicodeError) -> tuple[str, int]:
+    assert isinstance(err, UnicodeDecodeError)
+    return "\ufffd" * (err.end - err.start), err.end
+
+
+codecs.register_error("ollamapy.gotemplate.bytewise", _bytewise_replace)
+
+
+def valid_utf8(s: str) -> str:
+    """``s`` as valid text: every byte that is not part of valid UTF-8 becomes U+FFFD."""
+    try:
+        s.encode("utf-8")
+        return s
+    except UnicodeEncodeError:
+        return go_bytes(s).decode("utf-8", "ollamapy.gotemplate.bytewise")
 
 
 def _from_bytes(b: bytes) -> str:
@@ -1044,7 +1080,7 @@ def sprint(args: list[Any]) -> str:
             p.write(" ")
         p.print_arg(arg, "v")
         prev_string = is_string
-    return "".join(p.buf)
+    return go_string("".join(p.buf))
 
 
 def sprintln(args: list[Any]) -> str:
@@ -1055,12 +1091,12 @@ def sprintln(args: list[Any]) -> str:
             p.write(" ")
         p.print_arg(_arg(arg), "v")
     p.write("\n")
-    return "".join(p.buf)
+    return go_string("".join(p.buf))
 
 
 def sprintf(fmt: str, args: list[Any]) -> str:
     """``fmt.Sprintf``."""
     p = _Printer()
     p.do_printf(fmt, args)
-    return "".join(p.buf)
+    return go_string("".join(p.buf))
 

@@ -12,7 +12,7 @@ import base64
 import math
 from typing import Any
 
-from .gofmt import elements, format_float, go_bytes, map_items
+from .gofmt import elements, format_float, go_bytes, go_string, map_items
 from .values import INVALID, Iface, Kind, Ptr, as_value, kind_of, struct_fields, type_of
 
 __all__ = ["JSONError", "marshal"]
@@ -27,14 +27,14 @@ _SHORT = {"\\": "\\\\", '"': '\\"', "\b": "\\b", "\f": "\\f", "\n": "\\n", "\r":
 
 def _string(s: str) -> str:
     out = ['"']
-    for ch in s:
+    for ch in go_string(s):
         code = ord(ch)
         if ch in _SHORT:
             out.append(_SHORT[ch])
         elif code < 0x20 or ch in "<>&" or ch in "\u2028\u2029":
             out.append(f"\\u{code:04x}")
-        elif 0xD800 <= code < 0xE000:
-            out.append("\\ufffd")
+        elif 0xD800 <= code < 0xE000:  # an invalid byte
+            out.append("\ufffd")
         else:
             out.append(ch)
     out.append('"')

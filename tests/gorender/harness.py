@@ -15,6 +15,7 @@ import json
 import os
 import shutil
 import subprocess
+import tempfile
 import threading
 from pathlib import Path
 from typing import Any
@@ -40,8 +41,14 @@ def find_go() -> tuple[str, dict[str, str]] | None:
 
 
 def _cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "ollamapy" / "gorender"
+    """Where builds are kept: the user cache, or the temp directory if that is read-only."""
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "ollamapy" / "gorender"
+    try:
+        base.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        base = Path(tempfile.gettempdir()) / f"ollamapy-gorender-{os.getuid()}"
+        base.mkdir(parents=True, exist_ok=True)
+    return base
 
 
 def _source_hash(go: str) -> str:
@@ -63,7 +70,6 @@ def build() -> Path:
     binary = cache / f"gorender-{_source_hash(go)}"
     if binary.exists():
         return binary
-    cache.mkdir(parents=True, exist_ok=True)
     env = {
         **os.environ,
         **extra_env,
@@ -75,7 +81,11 @@ def build() -> Path:
         "CGO_ENABLED": "0",
     }
     tmp = binary.with_suffix(f".tmp{os.getpid()}")
-    subprocess.run([go, "build", "-o", str(tmp), "."], cwd=SOURCE_DIR, env=env, check=True, capture_output=True)
+    result = subprocess.run(
+        [go, "build", "-o", str(tmp), "."], check=False, cwd=SOURCE_DIR, env=env, capture_output=True, text=True
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"building {SOURCE_DIR} failed:\n{result.stderr}")
     tmp.replace(binary)
     return binary
 
