@@ -32,8 +32,9 @@ from collections.abc import Mapping, Sequence
 from typing import Annotated, Any, Literal, Protocol
 
 import psutil
-from ollamapy.supervisor.memory_estimate import GIB, format_bytes
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+
+from ollamapy.supervisor.memory_estimate import GIB, format_bytes
 
 __all__ = [
     "AmdBackend",

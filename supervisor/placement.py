@@ -34,6 +34,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from ollamapy import envconfig
+from ollamapy.errors import InvalidRequest, OllamapyError
+from ollamapy.gguf_meta import GGUFInfo
+from ollamapy.options import LoadOptions
 from ollamapy.supervisor.gpu_probe import GpuInfo, Inventory, Vendor
 from ollamapy.supervisor.memory_estimate import (
     GIB,
@@ -42,11 +46,6 @@ from ollamapy.supervisor.memory_estimate import (
     estimate_memory,
     format_bytes,
 )
-
-from ollamapy import envconfig
-from ollamapy.errors import InvalidRequest, OllamapyError
-from ollamapy.gguf_meta import GGUFInfo
-from ollamapy.options import LoadOptions
 
 __all__ = [
     "FIT_FRACTION",

@@ -18,6 +18,11 @@ import asyncio
 from typing import Any
 
 from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from ollamapy import envconfig
+from ollamapy.errors import InvalidRequest, OllamapyError
+from ollamapy.options import Options
 from ollamapy.supervisor.app_keys import STORE
 from ollamapy.supervisor.gpu_probe import (
     Inventory,
@@ -27,11 +32,6 @@ from ollamapy.supervisor.gpu_probe import (
 from ollamapy.supervisor.http_util import json_response, read_request
 from ollamapy.supervisor.placement import estimate_for, plan_placement
 from ollamapy.supervisor.routes_models import find_model
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
-
-from ollamapy import envconfig
-from ollamapy.errors import InvalidRequest, OllamapyError
-from ollamapy.options import Options
 
 __all__ = ["PlanRequest", "setup_placement_routes"]
 

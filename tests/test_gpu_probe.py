@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from ollamapy.supervisor import gpu_probe
 from ollamapy.supervisor.gpu_probe import (
     AmdBackend,

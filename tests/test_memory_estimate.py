@@ -12,6 +12,9 @@ from typing import Any
 import numpy as np
 import pytest
 from gguf import GGUFWriter
+
+from ollamapy.gguf_meta import read_gguf
+from ollamapy.testing.tiny_gguf import TinyModelSpec, write_tiny_gguf
 from ollamapy.supervisor.memory_estimate import (
     MIB,
     MINIMUM_MEMORY,
@@ -20,9 +23,6 @@ from ollamapy.supervisor.memory_estimate import (
     format_bytes,
     measured_memory,
 )
-
-from ollamapy.gguf_meta import read_gguf
-from ollamapy.testing.tiny_gguf import TinyModelSpec, write_tiny_gguf
 
 
 def write_gguf(path: Path, arch: str, kv: dict[str, Any], tensors: dict[str, tuple[int, ...]]) -> Path:

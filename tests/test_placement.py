@@ -16,6 +16,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from ollamapy.errors import InvalidRequest, OllamapyError
+from ollamapy.gguf_meta import read_gguf
+from ollamapy.options import LoadOptions
+from ollamapy.runner_protocol import LoadSpec
+from ollamapy.testing.tiny_gguf import write_tiny_gguf
 from ollamapy.supervisor.gpu_probe import GpuInfo, Inventory, SystemMemory
 from ollamapy.supervisor.memory_estimate import MINIMUM_MEMORY, MemoryEstimate
 from ollamapy.supervisor.placement import (
@@ -24,12 +30,6 @@ from ollamapy.supervisor.placement import (
     plan_placement,
     processor_label,
 )
-
-from ollamapy.errors import InvalidRequest, OllamapyError
-from ollamapy.gguf_meta import read_gguf
-from ollamapy.options import LoadOptions
-from ollamapy.runner_protocol import LoadSpec
-from ollamapy.testing.tiny_gguf import write_tiny_gguf
 
 MIB = 1 << 20
 GIB = 1 << 30

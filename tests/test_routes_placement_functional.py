@@ -14,14 +14,14 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from click.testing import CliRunner, Result
+
+from ollamapy.cli_plan import plan_command
+from ollamapy.gguf_meta import read_gguf
 from ollamapy.supervisor import routes_placement
 from ollamapy.supervisor.app import create_app
 from ollamapy.supervisor.gpu_probe import GpuInfo, Inventory, SystemMemory
 from ollamapy.supervisor.memory_estimate import estimate_memory
 from ollamapy.supervisor.routes_placement import setup_placement_routes
-
-from ollamapy.cli_plan import plan_command
-from ollamapy.gguf_meta import read_gguf
 
 GIB = 1 << 30
 
