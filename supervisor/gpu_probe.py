@@ -440,7 +440,9 @@ def probe(env: Mapping[str, str] | None = None, backends: Sequence[GpuBackend] =
     """Probe every backend and the system memory now (blocking); apply the visible-devices variables."""
     found: list[GpuInfo] = []
     for backend in backends:
-        found.extend(backend.probe())
+        devices = backend.probe()
+        log.debug("%s: %d GPU(s)", backend.name, len(devices))
+        found.extend(devices)
     visible = filter_visible(found, os.environ if env is None else env)
     for gpu in visible:
         if gpu.vendor == "amd" and gpu.integrated:
