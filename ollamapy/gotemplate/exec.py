@@ -23,6 +23,21 @@ from .funcs import (
     truth,
 )
 from .gofmt import elements, go_quote, map_items, sprint, sprintf, valid_utf8
+from .gotypes import (
+    ANY,
+    INVALID,
+    REFLECT_VALUE,
+    GoType,
+    Iface,
+    Kind,
+    Ptr,
+    as_value,
+    find_method,
+    kind_of,
+    struct_fields,
+    type_of,
+    zero_of,
+)
 from .parse import (
     ActionNode,
     BoolNode,
@@ -48,21 +63,6 @@ from .parse import (
     VariableNode,
     WithNode,
     location,
-)
-from .values import (
-    ANY,
-    INVALID,
-    REFLECT_VALUE,
-    GoType,
-    Iface,
-    Kind,
-    Ptr,
-    as_value,
-    find_method,
-    kind_of,
-    struct_fields,
-    type_of,
-    zero_of,
 )
 
 __all__ = ["MAX_EXEC_DEPTH", "ExecError", "execute"]

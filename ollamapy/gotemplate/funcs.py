@@ -20,7 +20,7 @@ from typing import Any
 
 from .gofmt import elements, go_bytes, go_len, sprint, sprintf, sprintln
 from .gojson import JSONError, marshal
-from .values import (
+from .gotypes import (
     ANY,
     INVALID,
     REFLECT_VALUE,
@@ -30,13 +30,14 @@ from .values import (
     Iface,
     Kind,
     Ptr,
-    ToolProperty,
     Uint8,
     as_value,
     kind_of,
+    struct_fields,
     type_of,
     zero_of,
 )
+from .values import ToolProperty
 
 __all__ = [
     "BUILTINS",
@@ -313,8 +314,6 @@ def _eq(arg1: Any, *arg2: Any) -> bool:
 
 
 def _has_uncomparable_field(v: Any) -> bool:
-    from .values import struct_fields
-
     return any(t.kind in (Kind.SLICE, Kind.MAP, Kind.FUNC) for _, t in struct_fields(v))
 
 

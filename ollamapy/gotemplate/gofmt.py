@@ -16,7 +16,7 @@ import struct
 import unicodedata
 from typing import Any
 
-from .values import (
+from .gotypes import (
     INVALID,
     Iface,
     Kind,
@@ -589,7 +589,7 @@ class _Printer:
             self.write("<nil>")
         else:
             self.write(type_of(value).name + "=")
-            self.print_value(value, "v", 0, top=True)
+            self.print_value(value, "v", 0)
         self.write(")")
         self.erroring = False
 
@@ -701,7 +701,7 @@ class _Printer:
         elif verb == "q":
             self.fmt_q(_from_bytes(v))
         else:
-            self.print_value(v, verb, 0, top=True)
+            self.print_value(v, verb, 0)
 
     def fmt_pointer(self, value: Any, verb: str) -> None:
         if isinstance(value, Ptr):
@@ -775,9 +775,9 @@ class _Printer:
         elif basic in (bytes, bytearray):
             self.fmt_bytes(bytes(arg), verb, "[]byte")
         elif not self.handle_methods(arg, verb):
-            self.print_value(arg, verb, 0, top=True)
+            self.print_value(arg, verb, 0)
 
-    def print_value(self, value: Any, verb: str, depth: int, *, top: bool = False) -> None:
+    def print_value(self, value: Any, verb: str, depth: int) -> None:
         """``pp.printValue``."""
         if depth > 0 and value is not INVALID and not isinstance(value, Iface) and self.handle_methods(value, verb):
             return

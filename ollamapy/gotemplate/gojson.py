@@ -13,7 +13,16 @@ import math
 from typing import Any
 
 from .gofmt import elements, format_float, go_bytes, go_string, map_items
-from .values import INVALID, Iface, Kind, Ptr, as_value, kind_of, struct_fields, type_of
+from .gotypes import (
+    INVALID,
+    Iface,
+    Kind,
+    Ptr,
+    as_value,
+    kind_of,
+    struct_fields,
+    type_of,
+)
 
 __all__ = ["JSONError", "marshal"]
 

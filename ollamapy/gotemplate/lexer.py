@@ -15,6 +15,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Optional
 
+from .gofmt import go_quote, is_go_print
+
 __all__ = ["Item", "ItemType", "Lexer", "is_alphanumeric", "is_space", "quote_rune_u"]
 
 
@@ -93,8 +95,6 @@ class Item:
 
     def __str__(self) -> str:
         """The token as Go's parser quotes it in "unexpected …" errors."""
-        from .gofmt import go_quote  # local: gofmt imports nothing from here
-
         if self.typ == ItemType.EOF:
             return "EOF"
         if self.typ == ItemType.ERROR:
@@ -123,8 +123,6 @@ def is_alphanumeric(r: str) -> bool:
 
 def quote_rune_u(r: str) -> str:
     """Go's ``%#U`` of a rune: ``U+0021 '!'`` (the quoted form only when printable)."""
-    from .gofmt import is_go_print
-
     code = f"U+{ord(r):04X}"
     return f"{code} '{r}'" if is_go_print(r) else code
 
@@ -501,8 +499,6 @@ def lex_raw_quote(lx: Lexer) -> StateFn | None:
 
 
 def lex_number(lx: Lexer) -> StateFn | None:
-    from .gofmt import go_quote
-
     if not lx.scan_number():
         return lx.errorf(f"bad number syntax: {go_quote(lx.input[lx.start : lx.pos])}")
     sign = lx.peek()

@@ -24,7 +24,6 @@ __all__ = [
     "BreakNode",
     "ChainNode",
     "CommandNode",
-    "CommentNode",
     "ContinueNode",
     "DotNode",
     "FieldNode",
@@ -98,16 +97,6 @@ class TextNode(Node):
 
     def __str__(self) -> str:
         return self.text
-
-
-@dataclass(eq=False)
-class CommentNode(Node):
-    """A ``{{/* comment */}}`` (kept out of trees; the parser drops comments)."""
-
-    text: str = ""
-
-    def __str__(self) -> str:
-        return "{{" + self.text + "}}"
 
 
 @dataclass(eq=False)
@@ -658,7 +647,7 @@ _GO_SPACE = "\t\n\v\f\r \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006
 
 def is_empty_tree(n: Node | None) -> bool:
     """Go's ``IsEmptyTree``: nothing but space and comments."""
-    if n is None or isinstance(n, CommentNode):
+    if n is None:
         return True
     if isinstance(n, ListNode):
         return all(is_empty_tree(x) for x in n.nodes)
