@@ -317,6 +317,22 @@ def test_walk_finds_the_tool_call_block_and_thinking_tags() -> None:
     assert isinstance(nodes[i + 1], TextNode) and nodes[i + 1].text.startswith("</think>")
 
 
+def test_walk_ancestors_finds_the_list_around_thinking() -> None:
+    # Ollama's thinking-tag inference: the nearest list holding {{ .Thinking }} inside a
+    # range over .Messages starts and ends with the tags.
+    tmpl = Template.parse("{{ range .Messages }}{{ if .Thinking }}<think>\n{{ .Thinking }}\n</think>\n{{ end }}{{ .Content }}{{ end }}")
+    for node, ancestors in tmpl.walk_ancestors():
+        if isinstance(node, FieldNode) and node.ident[0] == "Thinking":
+            ranges = [a for a in ancestors if isinstance(a, RangeNode)]
+            lists = [a for a in ancestors if isinstance(a, ListNode)]
+            if ranges and str(ranges[-1].pipe) == ".Messages" and isinstance(lists[-1].nodes[0], TextNode):
+                break
+    else:
+        pytest.fail("no .Thinking inside range .Messages")
+    assert str(lists[-1].nodes[0]).strip() == "<think>"
+    assert str(lists[-1].nodes[-1]).strip() == "</think>"
+
+
 def _flatten(lst: ListNode) -> list[Any]:
     out: list[Any] = []
     for n in lst.nodes:

@@ -267,7 +267,7 @@ def go() -> GoRenderer:
     return go_renderer()
 
 
-@settings(max_examples=MAX_EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@settings(max_examples=MAX_EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(text=templates())
 def test_random_templates_render_as_go_does(go: GoRenderer, text: str) -> None:
     go_out, go_err = go.render(text, DATA)

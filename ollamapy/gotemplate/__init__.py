@@ -49,6 +49,7 @@ from .parse import (
     WithNode,
     parse,
     walk,
+    walk_ancestors,
 )
 from .values import template_messages, template_tools
 
@@ -79,6 +80,7 @@ __all__ = [
     "template_messages",
     "template_tools",
     "walk",
+    "walk_ancestors",
 ]
 
 FUNC_NAMES = frozenset(BUILTINS) | frozenset(ollama_funcs(datetime.date.today))
@@ -116,10 +118,17 @@ class Template:
 
     def walk(self) -> Iterator[Node]:
         """Every node of the top template, then of the other defined ones, depth first."""
-        yield from walk(self.root)
-        for name in sorted(self._trees):
-            if name != self.name:
-                yield from walk(self._trees[name].root)
+        for root in self._roots():
+            yield from walk(root)
+
+    def walk_ancestors(self) -> Iterator[tuple[Node, tuple[Node, ...]]]:
+        """:meth:`walk` with each node's ancestors, e.g. to find the list around a field."""
+        for root in self._roots():
+            yield from walk_ancestors(root)
+
+    def _roots(self) -> list[ListNode]:
+        others = [self._trees[name].root for name in sorted(self._trees) if name != self.name]
+        return [self.root, *others]
 
     def identifiers(self) -> set[str]:
         """The field and variable names the template uses, as Ollama's ``Vars`` lists them.

@@ -47,6 +47,7 @@ __all__ = [
     "unquote",
     "unquote_char",
     "walk",
+    "walk_ancestors",
 ]
 
 
@@ -350,6 +351,14 @@ def walk(node: Node) -> Iterator[Node]:
     yield node
     for child in node.children():
         yield from walk(child)
+
+
+def walk_ancestors(node: Node, ancestors: tuple[Node, ...] = ()) -> Iterator[tuple[Node, tuple[Node, ...]]]:
+    """Like :func:`walk`, with each node the chain of nodes above it (outermost first)."""
+    yield node, ancestors
+    inner = (*ancestors, node)
+    for child in node.children():
+        yield from walk_ancestors(child, inner)
 
 
 @dataclass(eq=False)
