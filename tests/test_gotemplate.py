@@ -356,3 +356,8 @@ def test_with_root_executes_an_edited_tree() -> None:
     edited = tmpl.with_root(ListNode(0, nodes=[*tmpl.root.nodes, response]))
     assert edited.execute({"Prompt": "p", "Response": "r"}) == "p r"
     assert tmpl.execute({"Prompt": "p", "Response": "r"}) == "p "
+
+
+def test_pathological_nesting_is_a_template_error() -> None:
+    with pytest.raises(TemplateError, match="nesting too deep to parse"):
+        Template.parse("{{ " + "(" * 3000 + "1" + ")" * 3000 + " }}")

@@ -105,6 +105,8 @@ class Template:
             trees = parse(name, text, FUNC_NAMES)
         except ParseError as err:
             raise TemplateError(err.message, err.line) from None
+        except RecursionError:  # Go allows deeper nesting than Python's stack does
+            raise TemplateError(f"template: {name}: nesting too deep to parse") from None
         return cls(trees, name, text)
 
     @property
@@ -167,6 +169,8 @@ class Template:
             return execute(self._trees, self.name, data, funcs)
         except ExecError as err:
             raise TemplateError(err.message, err.line) from None
+        except RecursionError:  # structures nested deeper than Python's stack allows
+            raise TemplateError(f"template: {self.name}: nesting too deep to execute") from None
 
     def __str__(self) -> str:
         return self.text

@@ -87,11 +87,11 @@ MISSING = _Missing()
 
 
 class _Break(Exception):
-    pass
+    """``{{break}}``: unwinds to the enclosing range."""
 
 
 class _Continue(Exception):
-    pass
+    """``{{continue}}``: unwinds to the enclosing range's next iteration."""
 
 
 class _State:

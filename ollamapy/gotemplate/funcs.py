@@ -12,13 +12,12 @@ from __future__ import annotations
 
 import datetime
 import inspect
-import unicodedata
 import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from .gofmt import elements, go_bytes, go_len, sprint, sprintf, sprintln
+from .gofmt import elements, go_bytes, go_len, is_go_print, sprint, sprintf, sprintln
 from .gojson import JSONError, marshal
 from .gotypes import (
     ANY,
@@ -382,15 +381,11 @@ def _js(*args: Any) -> str:
             out.append(table[c])
         elif code < 0x20:
             out.append(f"\\u00{code:02X}")
-        elif code < 0x80 or 0xD800 <= code < 0xE000 or _is_print(c):
+        elif code < 0x80 or 0xD800 <= code < 0xE000 or is_go_print(c):
             out.append(c)
         else:
             out.append(f"\\u{code:04X}")
     return "".join(out)
-
-
-def _is_print(c: str) -> bool:
-    return c == " " or unicodedata.category(c)[0] in "LMNPS"
 
 
 def _urlquery(*args: Any) -> str:
