@@ -44,8 +44,9 @@ def render_python(text: str, data: dict[str, Any] | None) -> tuple[str, str | No
         return "", str(err)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def go() -> GoRenderer:
+    """The Go reference renderer, built once per source version and shared by the session."""
     return go_renderer()
 
 

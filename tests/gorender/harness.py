@@ -7,6 +7,7 @@ module downloads, then kept running: each render is one JSON line each way.
 
 from __future__ import annotations
 
+import atexit
 import datetime
 import functools
 import hashlib
@@ -110,16 +111,18 @@ class GoRenderer:
         return reply["output"], reply["error"]
 
     def close(self) -> None:
-        """Stop the Go process."""
-        if self._proc.stdin is not None:
+        """Stop the Go process (it exits when its input closes)."""
+        if self._proc.stdin is not None and not self._proc.stdin.closed:
             self._proc.stdin.close()
         self._proc.wait(timeout=10)
 
 
 @functools.lru_cache(maxsize=1)
 def go_renderer() -> GoRenderer:
-    """The one shared renderer of this test session (built on first use)."""
-    return GoRenderer(build())
+    """The one shared renderer of this test session (built on first use, closed at exit)."""
+    renderer = GoRenderer(build())
+    atexit.register(renderer.close)
+    return renderer
 
 
 def python_data(raw: dict[str, Any] | None) -> dict[str, Any] | None:
