@@ -7,9 +7,9 @@ and functions (``json``, ``currentDate``, ``yesterdayDate``, ``toTypeScriptType`
     tmpl = Template.parse("{{ range .Messages }}<|{{ .Role }}|>{{ .Content }}{{ end }}")
     tmpl.execute({"Messages": template_messages([{"role": "user", "content": "hi"}])})
 
-Data is plain Python (dicts, lists, scalars, dataclasses, pydantic models) plus the Go
-typed values of :mod:`.values`; :func:`template_messages` and :func:`template_tools`
-build the shapes Ollama gives templates. Parse and execution failures raise
+Data is plain Python (dicts, lists, scalars, dataclasses, pydantic models) plus Go-typed
+values (:mod:`.gotypes`); :func:`template_messages` and :func:`template_tools` build the
+Ollama types templates see (:mod:`.values`). Parse and execution failures raise
 :class:`ollamapy.errors.TemplateError` with Go's message and the line number.
 """
 
