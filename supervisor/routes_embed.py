@@ -40,18 +40,27 @@ def normalize(vector: list[float]) -> list[float]:
 
 
 async def _fit_to_context(runner: LoadedRunner, texts: list[str], truncate: bool) -> tuple[list[str], int]:
-    """Truncate each input to the context (minus BOS/EOS) or refuse it; count the tokens."""
+    """Truncate each input to what one embedding batch holds, or refuse it; count tokens.
+
+    The limit is the context (and the runner's batch, which must hold the whole input)
+    minus one for BOS/EOS. Cutting tokens and detokenizing can re-tokenize longer, so the
+    cut repeats until the text fits.
+    """
     handle: Any = runner.handle
-    limit = (runner.options.num_ctx or 4096) - 1
+    batch = getattr(getattr(handle, "spec", None), "num_batch", None) or (runner.options.num_ctx or 4096)
+    limit = min(runner.options.num_ctx or 4096, batch) - 1
     fitted, total = [], 0
     for text in texts:
         tokens = await handle.tokenize(text, add_special=True)
+        if len(tokens) > limit and not truncate:
+            raise InvalidRequest("the input length exceeds the context length")
         if len(tokens) > limit:
-            if not truncate:
-                raise InvalidRequest("the input length exceeds the context length")
             plain = await handle.tokenize(text, add_special=False)
-            text = await handle.detokenize(plain[: limit - (len(tokens) - len(plain))])
-            tokens = tokens[:limit]
+            keep = limit - (len(tokens) - len(plain))
+            while len(tokens) > limit and keep > 0:
+                text = await handle.detokenize(plain[:keep])
+                tokens = await handle.tokenize(text, add_special=True)
+                keep -= max(len(tokens) - limit, 0)
         fitted.append(text)
         total += len(tokens)
     return fitted, total

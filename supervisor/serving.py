@@ -83,11 +83,14 @@ class RunnerStarter:
         if kv_type not in ("f16", "q8_0", "q4_0"):
             log.warning("unsupported OLLAMA_KV_CACHE_TYPE %r, using f16", kv_type)
             kv_type = "f16"
+        num_ctx = opts.num_ctx or 4096
+        embedding = _is_embedding_only(model)
         return LoadSpec(
             model_path=str(model.model_path),
             adapters=[str(p) for p in model.adapter_paths],
-            num_ctx=opts.num_ctx or 4096,
-            num_batch=opts.num_batch,
+            num_ctx=num_ctx,
+            # An embedding input must fit in one batch: embedding models batch the whole context.
+            num_batch=num_ctx if embedding else opts.num_batch,
             n_gpu_layers=max(opts.num_gpu, 0),
             main_gpu=opts.main_gpu or 0,
             use_mmap=True if opts.use_mmap is None else opts.use_mmap,
@@ -95,7 +98,7 @@ class RunnerStarter:
             num_thread=opts.num_thread,
             flash_attn=bool(flash),
             kv_cache_type=kv_type,  # type: ignore[arg-type]
-            embedding=_is_embedding_only(model),
+            embedding=embedding,
         )
 
     async def __call__(self, request: LoadRequest) -> RunnerProcess:
