@@ -26,10 +26,10 @@ from ollamapy import store as st
 from ollamapy.api_types import CreateRequest
 from ollamapy.errors import InvalidRequest, ModelNotFound, OllamapyError, TemplateError
 from ollamapy.gguf_meta import GGUFInfo, format_parameter_size, read_gguf
-from ollamapy.gotemplate import Template
 from ollamapy.model import load_model
 from ollamapy.names import ModelName
 from ollamapy.options import Options
+from ollamapy.prompt import PromptTemplate
 
 __all__ = ["CreateJob", "prepare_create", "run_create", "QUANTIZABLE_TYPES"]
 
@@ -133,7 +133,7 @@ def prepare_create(store: st.ModelStore, req: CreateRequest) -> CreateJob:
 
     if req.template:
         try:
-            Template.parse(req.template)
+            PromptTemplate.parse(req.template)
         except TemplateError as exc:
             raise InvalidRequest(f"template error: {exc}") from None
     if req.parameters:

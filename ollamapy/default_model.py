@@ -32,12 +32,12 @@ GEMMA3_TEMPLATE = """{{- $system := .System }}
 
 {{ end }}{{ .Content }}<end_of_turn>
 {{ $first = false }}
-{{- if $last }}<start_of_turn>model
-{{ end }}
 {{- else if eq .Role "assistant" }}<start_of_turn>model
 {{ .Content }}{{ if not $last }}<end_of_turn>
 {{ end }}
 {{- end }}
+{{- if and $last (ne .Role "assistant") }}<start_of_turn>model
+{{ end }}
 {{- end }}"""
 
 GEMMA3_PARAMETERS: dict[str, Any] = {

@@ -23,6 +23,7 @@ from ollamapy.supervisor.middleware import error_middleware
 from ollamapy.supervisor.routes_embed import setup_embed_routes
 from ollamapy.supervisor.routes_inference import setup_inference_routes
 from ollamapy.supervisor.routes_models import setup_model_routes
+from ollamapy.supervisor.routes_placement import setup_placement_routes
 from ollamapy.supervisor.scheduler import RunnerFactory, Scheduler
 from ollamapy.supervisor.serving import RunnerStarter
 
@@ -46,6 +47,8 @@ def setup_routes(app: web.Application) -> None:
     # inference
     setup_inference_routes(app)
     setup_embed_routes(app)
+    # ollamapy's own
+    setup_placement_routes(app)
 
 
 def _max_loaded_models() -> int:

@@ -114,23 +114,27 @@ async def embeddings_handler(request: web.Request) -> web.Response:
 
 
 def _ps_entry(runner: LoadedRunner) -> dict[str, Any]:
+    """One ``/api/ps`` row: sizes from llama.cpp's own buffers when it logged them, else
+    from the placement plan; the plan itself as an extra ``placement`` object."""
     model = runner.model
     handle: Any = runner.handle
+    placement = getattr(handle, "placement", None)
     size, size_vram = handle.memory_size() if hasattr(handle, "memory_size") else (0, 0)
-    if size == 0:
-        size = model.size
+    if size == 0 and placement is not None:
+        size, size_vram = placement.size, placement.size_vram
     expires = datetime.fromtimestamp(runner.expiry_for_ps(), tz=timezone.utc)
     entry: dict[str, Any] = {
         "name": model.short_name,
         "model": model.short_name,
-        "size": size,
+        "size": size or model.size,
         "digest": model.digest,
         "details": model.details().model_dump(exclude_none=True),
         "expires_at": rfc3339(expires),
         "size_vram": size_vram,
         "context_length": runner.options.num_ctx,
     }
-    entry.update(runner.info)
+    if placement is not None:
+        entry["placement"] = placement.to_json()
     return entry
 
 

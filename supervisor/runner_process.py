@@ -26,9 +26,12 @@ import sys
 import tempfile
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
+
+if TYPE_CHECKING:
+    from ollamapy.supervisor.placement import Placement
 
 from ollamapy.errors import InvalidRequest, OllamapyError, RunnerCrashed
 from ollamapy.runner_protocol import (
@@ -93,6 +96,8 @@ class RunnerProcess:
         ``"CUDA0 KV"``, ``"CPU compute"``…), summed over repeats; filled while the model loads."""
         self._stderr_task = asyncio.create_task(self._relay_stderr())
         self._closed = False
+        self.placement: Placement | None = None
+        """The devices this runner was placed on (set by whoever started it)."""
 
     # -- lifecycle ----------------------------------------------------------------------
 

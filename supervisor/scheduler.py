@@ -26,7 +26,7 @@ import math
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Protocol
 
 from ollamapy.errors import OllamapyError, QueueFull
 from ollamapy.model import Model
@@ -92,8 +92,6 @@ class LoadedRunner:
     """Wall-clock expiry while idle with a timer; None while in use or forever."""
     timer: asyncio.TimerHandle | None = None
     loaded_at: float = field(default_factory=time.time)
-    info: dict[str, Any] = field(default_factory=dict)
-    """Placement and memory facts for ``/api/ps``."""
 
     @property
     def model(self) -> Model:

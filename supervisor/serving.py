@@ -1,4 +1,4 @@
-"""From a request to a runner: option merging, num_ctx resolution, and starting runners.
+"""From a request to a runner: option merging, num_ctx resolution, placement, starting runners.
 
 Handlers call ``prepare_load`` to turn a model plus request options into the scheduler's
 ``LoadRequest`` (and the sampling options for the runner), and the scheduler calls a
@@ -7,42 +7,24 @@ Handlers call ``prepare_load`` to turn a model plus request options into the sch
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ollamapy import envconfig
+from ollamapy.errors import OllamapyError
 from ollamapy.model import Model
 from ollamapy.options import LoadOptions, Options, SamplingOptions
 from ollamapy.runner_protocol import LoadSpec
+from ollamapy.supervisor.gpu_probe import probe_inventory
+from ollamapy.supervisor.placement import Placement, placement_for, resolve_num_ctx
 from ollamapy.supervisor.runner_process import RunnerProcess
 from ollamapy.supervisor.scheduler import LoadRequest
 
-__all__ = ["PreparedRequest", "prepare_load", "resolve_num_ctx", "RunnerStarter", "default_context_length"]
+__all__ = ["PreparedRequest", "prepare_load", "RunnerStarter"]
 
 log = logging.getLogger("ollamapy.server")
-
-_GIB = 1 << 30
-
-
-def default_context_length(total_vram: int) -> int:
-    """Ollama's VRAM tiers (spec §4.6): ≥47 GiB → 262144, ≥23 GiB → 32768, else 4096."""
-    if total_vram >= 47 * _GIB:
-        return 262144
-    if total_vram >= 23 * _GIB:
-        return 32768
-    return 4096
-
-
-def resolve_num_ctx(requested: int | None, trained: int | None, total_vram: int = 0) -> int:
-    """Request/model ``num_ctx``, else ``OLLAMA_CONTEXT_LENGTH``, else the VRAM tier;
-    clamped to the model's trained context and to at least 4."""
-    num_ctx = requested or envconfig.context_length() or default_context_length(total_vram)
-    if trained:
-        num_ctx = min(num_ctx, trained)
-    return max(num_ctx, 4)
-
 
 @dataclass(frozen=True)
 class PreparedRequest:
@@ -52,13 +34,15 @@ class PreparedRequest:
     sampling: SamplingOptions
 
 
-def prepare_load(model: Model, request_options: dict[str, Any] | None, *, total_vram: int = 0) -> PreparedRequest:
+def prepare_load(model: Model, request_options: dict[str, Any] | None) -> PreparedRequest:
     """Merge default → model params → request options and resolve load-time values."""
     options, ignored = Options.from_layers(model.parameters, request_options or {})
     for name in ignored:
         log.warning("invalid option provided option=%s", name)
-    trained = model.gguf.context_length if model.gguf else None
-    load = options.load.model_copy(update={"num_ctx": resolve_num_ctx(options.load.num_ctx, trained, total_vram)})
+    if model.gguf is None:
+        raise OllamapyError(f"model '{model.short_name}' has no GGUF weights")
+    num_ctx = resolve_num_ctx(model.gguf, options.load.num_ctx, probe_inventory())
+    load = options.load.model_copy(update={"num_ctx": num_ctx})
     return PreparedRequest(load=LoadRequest(model=model, options=load, num_parallel=1), sampling=options.sampling)
 
 
@@ -74,16 +58,11 @@ class RunnerStarter:
         self.socket_dir = socket_dir
         self.load_timeout = load_timeout
 
-    def load_spec(self, request: LoadRequest) -> LoadSpec:
-        """The one place load options become the runner's llama.cpp parameters."""
+    def load_spec(self, request: LoadRequest, placement: Placement) -> LoadSpec:
+        """The one place load options and a placement become the runner's llama.cpp parameters."""
         opts: LoadOptions = request.options
         model = request.model
-        flash = envconfig.flash_attention()
-        kv_type = envconfig.kv_cache_type() or "f16"
-        if kv_type not in ("f16", "q8_0", "q4_0"):
-            log.warning("unsupported OLLAMA_KV_CACHE_TYPE %r, using f16", kv_type)
-            kv_type = "f16"
-        num_ctx = opts.num_ctx or 4096
+        num_ctx = placement.num_ctx * placement.num_parallel
         embedding = _is_embedding_only(model)
         return LoadSpec(
             model_path=str(model.model_path),
@@ -91,19 +70,26 @@ class RunnerStarter:
             num_ctx=num_ctx,
             # An embedding input must fit in one batch: embedding models batch the whole context.
             num_batch=num_ctx if embedding else opts.num_batch,
-            n_gpu_layers=max(opts.num_gpu, 0),
-            main_gpu=opts.main_gpu or 0,
             use_mmap=True if opts.use_mmap is None else opts.use_mmap,
             use_mlock=opts.use_mlock,
             num_thread=opts.num_thread,
-            flash_attn=bool(flash),
-            kv_cache_type=kv_type,  # type: ignore[arg-type]
             embedding=embedding,
+            **placement.load_spec_fields(),
         )
 
+    @staticmethod
+    def place(request: LoadRequest) -> Placement:
+        """Probe free memory now and choose devices (blocking: run in a thread)."""
+        assert request.model.gguf is not None
+        inventory = probe_inventory(refresh=True)
+        return placement_for(request.model.gguf, request.options, request.num_parallel, inventory, projector_paths=request.model.projector_paths)
+
     async def __call__(self, request: LoadRequest) -> RunnerProcess:
-        spec = self.load_spec(request)
-        runner = await RunnerProcess.start(spec, model_name=request.model.short_name, socket_dir=self.socket_dir)
+        placement = await asyncio.to_thread(self.place, request)
+        log.info("placing %s: %s", request.model.short_name, placement.reason)
+        spec = self.load_spec(request, placement)
+        runner = await RunnerProcess.start(spec, model_name=request.model.short_name, env=placement.env, socket_dir=self.socket_dir)
+        runner.placement = placement
         try:
             await runner.wait_until_ready(self.load_timeout)
         except BaseException:

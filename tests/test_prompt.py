@@ -183,10 +183,6 @@ def test_gemma3_default_template_matches_gemmas_own_chat_template() -> None:
         assert render_chat(GEMMA3_TEMPLATE, msgs).prompt == jinja
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="GEMMA3_TEMPLATE opens the model turn only after a user message (fix reported)",
-)
 @pytest.mark.parametrize(
     "pairs",
     [[("system", S)], [("user", U), ("tool", "42")]],

@@ -21,7 +21,6 @@ from ollamapy.supervisor import routes_placement
 from ollamapy.supervisor.app import create_app
 from ollamapy.supervisor.gpu_probe import GpuInfo, Inventory, SystemMemory
 from ollamapy.supervisor.memory_estimate import estimate_memory
-from ollamapy.supervisor.routes_placement import setup_placement_routes
 
 GIB = 1 << 30
 
@@ -35,11 +34,7 @@ TWO_CARDS = {
 
 
 def plan_app(models_dir: Path) -> web.Application:
-    app = create_app(models_dir)
-    # the lead wires setup_placement_routes into create_app; until then the test adds it
-    if not any(getattr(r.resource, "canonical", None) == "/api/plan" for r in app.router.routes()):
-        setup_placement_routes(app)
-    return app
+    return create_app(models_dir)
 
 
 @pytest.fixture(autouse=True)
