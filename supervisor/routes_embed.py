@@ -19,7 +19,7 @@ from ollamapy.supervisor.routes_models import find_model
 from ollamapy.supervisor.scheduler import LoadedRunner
 from ollamapy.supervisor.serving import prepare_load
 
-__all__ = ["setup_embed_routes", "normalize"]
+__all__ = ["setup_embed_routes", "normalize", "run_embed"]
 
 
 def _inputs(value: Any) -> list[str]:
@@ -66,17 +66,17 @@ async def _fit_to_context(runner: LoadedRunner, texts: list[str], truncate: bool
     return fitted, total
 
 
-async def embed_handler(request: web.Request) -> web.Response:
+async def run_embed(app: web.Application, req: EmbedRequest) -> dict[str, Any]:
+    """``/api/embed``'s answer (also what the OpenAI adapter converts)."""
     started = time.monotonic_ns()
-    req = await read_request(request, EmbedRequest)
     texts = _inputs(req.input)
     keep_alive = parse_keep_alive(req.keep_alive)
-    model = await asyncio.to_thread(find_model, request.app[STORE], req.model)
+    model = await asyncio.to_thread(find_model, app[STORE], req.model)
     prepared = await asyncio.to_thread(prepare_load, model, req.options)
-    async with request.app[SCHEDULER].lease(prepared.load, keep_alive) as runner:
+    async with app[SCHEDULER].lease(prepared.load, keep_alive) as runner:
         loaded = time.monotonic_ns()
         if not texts:
-            return json_response({"model": req.model, "embeddings": []})
+            return {"model": req.model, "embeddings": []}
         fitted, count = await _fit_to_context(runner, texts, req.truncate is not False)
         result = await runner.handle.embed(fitted)  # type: ignore[attr-defined]
     embeddings = []
@@ -87,15 +87,18 @@ async def embed_handler(request: web.Request) -> web.Response:
         if 0 < req.dimensions < len(vector):
             vector = normalize(vector[: req.dimensions])
         embeddings.append(vector)
-    return json_response(
-        {
-            "model": req.model,
-            "embeddings": embeddings,
-            "total_duration": time.monotonic_ns() - started,
-            "load_duration": loaded - started,
-            "prompt_eval_count": count,
-        }
-    )
+    return {
+        "model": req.model,
+        "embeddings": embeddings,
+        "total_duration": time.monotonic_ns() - started,
+        "load_duration": loaded - started,
+        "prompt_eval_count": count,
+    }
+
+
+async def embed_handler(request: web.Request) -> web.Response:
+    req = await read_request(request, EmbedRequest)
+    return json_response(await run_embed(request.app, req))
 
 
 async def embeddings_handler(request: web.Request) -> web.Response:

@@ -12,6 +12,7 @@ import asyncio
 import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
@@ -28,7 +29,7 @@ from ollamapy.supervisor.routes_models import find_model
 from ollamapy.supervisor.scheduler import LoadedRunner
 from ollamapy.supervisor.serving import PreparedRequest, prepare_load
 
-__all__ = ["setup_inference_routes", "parse_format", "resolve_think"]
+__all__ = ["setup_inference_routes", "parse_format", "resolve_think", "NativeResult", "start_generate", "start_chat"]
 
 _THINK_LEVELS = ("high", "medium", "low", "max")
 
@@ -57,6 +58,26 @@ def resolve_think(value: Any, capabilities: list[str], model_name: str) -> tuple
     if enabled and "thinking" not in capabilities:
         raise InvalidRequest(f'"{model_name}" does not support thinking')
     return enabled, level
+
+
+@dataclass
+class NativeResult:
+    """A started native request: one answer (load, unload, debug render) or a chunk stream.
+
+    ``collect`` folds a whole stream into the ``stream: false`` answer. The OpenAI
+    adapter consumes the same results and converts them.
+    """
+
+    single: dict[str, Any] | None = None
+    events: AsyncIterator[dict[str, Any]] | None = None
+    collect: Callable[[list[dict[str, Any]]], dict[str, Any]] | None = None
+
+
+async def _respond(request: web.Request, result: NativeResult, *, stream: bool) -> web.StreamResponse:
+    if result.single is not None:
+        return json_response(result.single)
+    assert result.events is not None
+    return await respond_stream(request, result.events, stream=stream, collect=result.collect)
 
 
 def _check_top_logprobs(value: int) -> None:
@@ -89,7 +110,7 @@ def _completion_request(prepared: PreparedRequest, prompt: RenderedPrompt, *, fm
 
 
 async def _stream(
-    request: web.Request,
+    app: web.Application,
     prepared: PreparedRequest,
     keep_alive: float | None,
     started: int,
@@ -99,7 +120,7 @@ async def _stream(
 ) -> AsyncIterator[tuple[CompletionChunk, str, str, list[dict[str, Any]], dict[str, Any]]]:
     """Hold a runner, render the prompt, and yield parsed pieces of each completion chunk:
     (chunk, thinking, content, tool calls, metrics-or-empty). Empty pieces are skipped."""
-    async with request.app[SCHEDULER].lease(prepared.load, keep_alive) as runner:
+    async with app[SCHEDULER].lease(prepared.load, keep_alive) as runner:
         load_ns = time.monotonic_ns() - started
         rendered = await render(runner)
         completion = _completion_request(prepared, rendered, **completion_args)
@@ -133,16 +154,19 @@ def _collect_generate(events: list[dict[str, Any]]) -> dict[str, Any]:
     return final
 
 
-async def generate_handler(request: web.Request) -> web.StreamResponse:
+async def start_generate(app: web.Application, req: GenerateRequest) -> NativeResult:
+    """Validate and start a generate request: a single answer, or a stream of chunks.
+
+    Everything a user can get wrong raises here, before any chunk exists.
+    """
     started = time.monotonic_ns()
-    req = await read_request(request, GenerateRequest)
     _check_top_logprobs(req.top_logprobs)
     keep_alive = parse_keep_alive(req.keep_alive)
-    scheduler = request.app[SCHEDULER]
-    model = await asyncio.to_thread(find_model, request.app[STORE], req.model)
+    scheduler = app[SCHEDULER]
+    model = await asyncio.to_thread(find_model, app[STORE], req.model)
     if not req.prompt and keep_alive == 0 and req.keep_alive is not None:
         await scheduler.unload(model)
-        return json_response({"model": req.model, "created_at": rfc3339_now(), "response": "", "done": True, "done_reason": "unload"})
+        return NativeResult(single={"model": req.model, "created_at": rfc3339_now(), "response": "", "done": True, "done_reason": "unload"})
     capabilities = await asyncio.to_thread(model.capabilities)
     if "completion" not in capabilities:
         raise InvalidRequest(f'"{req.model}" does not support generate')
@@ -158,14 +182,14 @@ async def generate_handler(request: web.Request) -> web.StreamResponse:
 
     if req.debug_render_only:
         rendered = await render_generate(model, req, think=think, think_level=think_level, runner=None)
-        return _debug_response(req.model, rendered)
+        return NativeResult(single=_debug_info(req.model, rendered))
     if not req.prompt:
         async with scheduler.lease(prepared.load, keep_alive):
-            return json_response({"model": req.model, "created_at": rfc3339_now(), "response": "", "done": True, "done_reason": "load"})
+            return NativeResult(single={"model": req.model, "created_at": rfc3339_now(), "response": "", "done": True, "done_reason": "load"})
 
     async def events() -> AsyncIterator[dict[str, Any]]:
         pieces = _stream(
-            request, prepared, keep_alive, started,
+            app, prepared, keep_alive, started,
             lambda runner: render_generate(model, req, think=think, think_level=think_level, runner=runner),
             lambda rendered: OutputParser.for_generate(model, rendered, think=think),
             {"fmt": fmt, "shift": req.shift, "logprobs": req.logprobs, "top_logprobs": req.top_logprobs, "want_context": not req.raw},
@@ -182,18 +206,21 @@ async def generate_handler(request: web.Request) -> web.StreamResponse:
                     out["context"] = chunk.context
             yield out
 
-    return await respond_stream(request, events(), stream=req.streaming, collect=_collect_generate)
+    return NativeResult(events=events(), collect=_collect_generate)
 
 
-def _debug_response(model_name: str, rendered: RenderedPrompt) -> web.Response:
-    return json_response(
-        {
-            "model": model_name,
-            "created_at": rfc3339_now(),
-            "done": True,
-            "_debug_info": {"rendered_template": rendered.text, "image_count": rendered.image_count},
-        }
-    )
+async def generate_handler(request: web.Request) -> web.StreamResponse:
+    req = await read_request(request, GenerateRequest)
+    return await _respond(request, await start_generate(request.app, req), stream=req.streaming)
+
+
+def _debug_info(model_name: str, rendered: RenderedPrompt) -> dict[str, Any]:
+    return {
+        "model": model_name,
+        "created_at": rfc3339_now(),
+        "done": True,
+        "_debug_info": {"rendered_template": rendered.text, "image_count": rendered.image_count},
+    }
 
 
 # --- /api/chat ----------------------------------------------------------------------
@@ -226,19 +253,19 @@ def _check_chat(model: Model, req: ChatRequest, capabilities: list[str]) -> None
         raise InvalidRequest(f"{model.name} does not support vision")
 
 
-async def chat_handler(request: web.Request) -> web.StreamResponse:
+async def start_chat(app: web.Application, req: ChatRequest) -> NativeResult:
+    """Validate and start a chat request: a single answer, or a stream of chunks."""
     started = time.monotonic_ns()
-    req = await read_request(request, ChatRequest)
     _check_top_logprobs(req.top_logprobs)
     if not req.model:
         raise InvalidRequest("model is required")
     keep_alive = parse_keep_alive(req.keep_alive)
-    scheduler = request.app[SCHEDULER]
-    model = await asyncio.to_thread(find_model, request.app[STORE], req.model)
+    scheduler = app[SCHEDULER]
+    model = await asyncio.to_thread(find_model, app[STORE], req.model)
     empty = {"model": req.model, "created_at": rfc3339_now(), "message": {"role": "assistant", "content": ""}, "done": True}
     if not req.messages and keep_alive == 0 and req.keep_alive is not None:
         await scheduler.unload(model)
-        return json_response({**empty, "done_reason": "unload"})
+        return NativeResult(single={**empty, "done_reason": "unload"})
     capabilities = await asyncio.to_thread(model.capabilities)
     _check_chat(model, req, capabilities)
     think, think_level = resolve_think(req.think, capabilities, req.model)
@@ -247,14 +274,14 @@ async def chat_handler(request: web.Request) -> web.StreamResponse:
 
     if req.debug_render_only:
         rendered = await render_chat(model, req, think=think, think_level=think_level, runner=None)
-        return _debug_response(req.model, rendered)
+        return NativeResult(single=_debug_info(req.model, rendered))
     if not req.messages:
         async with scheduler.lease(prepared.load, keep_alive):
-            return json_response({**empty, "done_reason": "load"})
+            return NativeResult(single={**empty, "done_reason": "load"})
 
     async def events() -> AsyncIterator[dict[str, Any]]:
         pieces = _stream(
-            request, prepared, keep_alive, started,
+            app, prepared, keep_alive, started,
             lambda runner: render_chat(model, req, think=think, think_level=think_level, runner=runner),
             lambda rendered: OutputParser.for_chat(model, rendered, think=think, tools=req.tools),
             {"fmt": fmt, "shift": req.shift, "logprobs": req.logprobs, "top_logprobs": req.top_logprobs, "want_context": False},
@@ -271,7 +298,12 @@ async def chat_handler(request: web.Request) -> web.StreamResponse:
                 out.update(done_reason=chunk.done_reason, **metrics)
             yield out
 
-    return await respond_stream(request, events(), stream=req.streaming, collect=_collect_chat)
+    return NativeResult(events=events(), collect=_collect_chat)
+
+
+async def chat_handler(request: web.Request) -> web.StreamResponse:
+    req = await read_request(request, ChatRequest)
+    return await _respond(request, await start_chat(request.app, req), stream=req.streaming)
 
 
 def setup_inference_routes(app: web.Application) -> None:
