@@ -8,6 +8,7 @@ adapters, template, system prompt, parameters, messages, licenses), like Ollama'
 from __future__ import annotations
 
 import json
+import threading
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cached_property, lru_cache
@@ -41,6 +42,7 @@ class Model:
     parameters: dict[str, Any] = field(default_factory=dict)
     messages: list[Message] = field(default_factory=list)
     licenses: list[str] = field(default_factory=list)
+    _capabilities: list[str] | None = field(default=None, repr=False, compare=False)
 
     @property
     def short_name(self) -> str:
@@ -62,7 +64,9 @@ class Model:
         """GGUF-side capabilities plus those the template implies (tools, insert, thinking)."""
         from ollamapy.capabilities import model_capabilities
 
-        return model_capabilities(self)
+        if self._capabilities is None:
+            self._capabilities = model_capabilities(self)
+        return list(self._capabilities)
 
 
 @lru_cache(maxsize=64)
@@ -84,8 +88,34 @@ def details_from_config(config: dict[str, Any]) -> ModelDetails:
     )
 
 
+_loaded: dict[Path, tuple[tuple[int, int, int], Model]] = {}
+_loaded_lock = threading.Lock()
+
+
 def load_model(store: st.ModelStore, name: ModelName) -> Model:
-    """Read ``name`` from ``store``; ``ModelNotFound`` when it has no manifest."""
+    """Read ``name`` from ``store``; ``ModelNotFound`` when it has no manifest.
+
+    Parsed models are cached by manifest path and (mtime, size), so a request for a
+    model that did not change costs one ``stat``. Callers must not mutate the result
+    (copy it with ``dataclasses.replace`` first).
+    """
+    path = store.manifest_path(name)
+    try:
+        stat = path.stat()
+    except (FileNotFoundError, NotADirectoryError):
+        raise ModelNotFound(f"model '{name.display_shortest()}' not found") from None
+    key = (stat.st_ino, stat.st_mtime_ns, stat.st_size)
+    with _loaded_lock:
+        cached = _loaded.get(path)
+    if cached is not None and cached[0] == key:
+        return cached[1]
+    model = _read_model(store, name)
+    with _loaded_lock:
+        _loaded[path] = (key, model)
+    return model
+
+
+def _read_model(store: st.ModelStore, name: ModelName) -> Model:
     manifest = store.read_manifest(name)
     config = store.read_config(manifest)
     model = Model(

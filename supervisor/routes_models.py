@@ -7,6 +7,7 @@ blocking file I/O); messages and status codes are Ollama's.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from typing import Any
 
@@ -69,10 +70,8 @@ async def list_handler(request: web.Request) -> web.Response:
 
 def _show(store: ModelStore, req: ShowRequest) -> dict[str, Any]:
     model = find_model(store, req.target)
-    if req.system:
-        model.system = req.system
-    if req.template:
-        model.template = req.template
+    if req.system or req.template:
+        model = dataclasses.replace(model, system=req.system or model.system, template=req.template or model.template, _capabilities=None)
     info = model.gguf
     response = ShowResponse(
         license="\n".join(model.licenses) or None,
