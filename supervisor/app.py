@@ -14,12 +14,15 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from ollamapy import envconfig
 from ollamapy.store import ModelStore
-from ollamapy.supervisor.app_keys import SCHEDULER, STORE
-from ollamapy.supervisor.http_util import json_response
-from ollamapy.supervisor.middleware import error_middleware
+from ollamapy.supervisor.app_keys import METRICS, SCHEDULER, STORE
+from ollamapy.supervisor.http_util import STREAMS, json_response
+from ollamapy.supervisor.lifecycle import StreamTracker
+from ollamapy.supervisor.metrics import Metrics
+from ollamapy.supervisor.middleware import access_middleware, error_middleware
 from ollamapy.supervisor.routes_embed import setup_embed_routes
 from ollamapy.supervisor.routes_inference import setup_inference_routes
 from ollamapy.supervisor.routes_models import setup_model_routes
@@ -38,6 +41,19 @@ async def version_handler(request: web.Request) -> web.Response:
     return json_response({"version": envconfig.api_version()})
 
 
+async def ready_handler(request: web.Request) -> web.Response:
+    """ollamapy's readiness check: 503 while the scheduler cannot serve (``/`` is liveness)."""
+    scheduler = request.app[SCHEDULER]
+    problem = scheduler.readiness()
+    if problem is not None:
+        return json_response({"status": "not ready", "error": problem}, status=503)
+    return json_response({"status": "ready", "models": [r.model.short_name for r in scheduler.loaded()]})
+
+
+async def metrics_handler(request: web.Request) -> web.Response:
+    return web.Response(body=request.app[METRICS].render(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
 def setup_routes(app: web.Application) -> None:
     # health and version
     app.router.add_get("/", root_handler)
@@ -49,6 +65,8 @@ def setup_routes(app: web.Application) -> None:
     setup_embed_routes(app)
     # ollamapy's own
     setup_placement_routes(app)
+    app.router.add_get("/api/ready", ready_handler)
+    app.router.add_get("/metrics", metrics_handler)
 
 
 def _max_loaded_models() -> int:
@@ -58,24 +76,33 @@ def _max_loaded_models() -> int:
 
 def create_app(models_dir: Path | None = None, *, runner_factory: RunnerFactory | None = None) -> web.Application:
     """Build the application over the store at ``models_dir`` (default ``OLLAMA_MODELS``)."""
-    app = web.Application(middlewares=[error_middleware], client_max_size=0)
+    app = web.Application(middlewares=[access_middleware, error_middleware], client_max_size=0)
     root = models_dir or envconfig.models_dir()
     root.mkdir(parents=True, exist_ok=True)
     app[STORE] = ModelStore(root)
     socket_dir = Path(tempfile.mkdtemp(prefix="ollamapy-runners-"))
     factory = runner_factory or RunnerStarter(socket_dir, load_timeout=envconfig.load_timeout())
-    app[SCHEDULER] = Scheduler(
+    scheduler = Scheduler(
         factory,
         max_queue=envconfig.max_queue(),
         max_loaded=_max_loaded_models(),
         default_keep_alive=envconfig.keep_alive(),
+        load_timeout=envconfig.load_timeout(),
     )
+    app[SCHEDULER] = scheduler
+    app[METRICS] = scheduler.observer = Metrics(scheduler)
+
+    app[STREAMS] = StreamTracker()
+
+    async def drain_streams(app: web.Application) -> None:
+        await app[STREAMS].drain(envconfig.shutdown_grace())
 
     async def runners_lifecycle(app: web.Application) -> AsyncIterator[None]:
         yield
         await app[SCHEDULER].stop()
         shutil.rmtree(socket_dir, ignore_errors=True)
 
+    app.on_shutdown.append(drain_streams)
     app.cleanup_ctx.append(runners_lifecycle)
     setup_routes(app)
     return app

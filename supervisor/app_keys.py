@@ -5,9 +5,11 @@ from __future__ import annotations
 from aiohttp import web
 
 from ollamapy.store import ModelStore
+from ollamapy.supervisor.metrics import Metrics
 from ollamapy.supervisor.scheduler import Scheduler
 
-__all__ = ["STORE", "SCHEDULER"]
+__all__ = ["STORE", "SCHEDULER", "METRICS"]
 
 STORE: web.AppKey[ModelStore] = web.AppKey("store", ModelStore)
 SCHEDULER: web.AppKey[Scheduler] = web.AppKey("scheduler", Scheduler)
+METRICS: web.AppKey[Metrics] = web.AppKey("metrics", Metrics)

@@ -7,6 +7,7 @@ stream ends. ``stream: false`` collects the stream into one JSON object.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import AsyncIterator, Callable
@@ -17,10 +18,19 @@ from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
 from ollamapy.errors import InvalidRequest, OllamapyError
+from ollamapy.supervisor.lifecycle import SHUTDOWN_ERROR, StreamTracker
 
-__all__ = ["read_request", "json_response", "respond_stream", "rfc3339_now", "rfc3339"]
+__all__ = ["read_request", "json_response", "respond_stream", "rfc3339_now", "rfc3339", "REQUEST_MODEL", "REQUEST_TOKENS", "STREAMS"]
 
 log = logging.getLogger("ollamapy.server")
+
+REQUEST_MODEL: web.RequestKey[str] = web.RequestKey("model", str)
+"""Where the stream records the model it served (for the access log)."""
+REQUEST_TOKENS: web.RequestKey[tuple[int, int]] = web.RequestKey("tokens", tuple)
+"""(prompt tokens, generated tokens) of the request (for the access log)."""
+
+STREAMS: web.AppKey[StreamTracker] = web.AppKey("streams", StreamTracker)
+"""The application's in-flight streams, drained at shutdown."""
 
 RequestT = TypeVar("RequestT", bound=BaseModel)
 
@@ -54,6 +64,14 @@ def _line(obj: Any) -> bytes:
     return (json.dumps(obj, separators=(",", ":"), ensure_ascii=False) + "\n").encode()
 
 
+def _note(request: web.Request, event: dict[str, Any]) -> None:
+    """Remember the model and token counts of a finished generation for the access log."""
+    if "model" in event:
+        request[REQUEST_MODEL] = event["model"]
+    if "eval_count" in event:
+        request[REQUEST_TOKENS] = (event.get("prompt_eval_count", 0), event["eval_count"])
+
+
 async def respond_stream(
     request: web.Request,
     events: AsyncIterator[dict[str, Any]],
@@ -63,11 +81,13 @@ async def respond_stream(
 ) -> web.StreamResponse:
     """Send ``events`` as NDJSON, or (``stream=False``) as one object built by ``collect``.
 
-    ``collect`` defaults to "the last event", which is what create/pull/push answer.
+    ``collect`` defaults to "the last event", which is what create/pull/push answer. A
+    stream cut short by server shutdown ends with an error line, not silence.
     """
     if not stream:
         seen = [event async for event in events]
         body = collect(seen) if collect else (seen[-1] if seen else {})
+        _note(request, body)
         return json_response(body)
 
     iterator = aiter(events)
@@ -78,11 +98,24 @@ async def respond_stream(
     response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
     await response.prepare(request)
     await response.write(_line(first))
+    tracker = request.app.get(STREAMS) or StreamTracker()
+    last = first
     try:
-        async for event in iterator:
-            await response.write(_line(event))
+        with tracker.track():
+            async for event in iterator:
+                await response.write(_line(event))
+                last = event
+        _note(request, last)
     except OllamapyError as exc:
         await response.write(_line({"error": exc.message}))
+    except asyncio.CancelledError:
+        if not tracker.draining:
+            raise  # the client went away
+        # the shutdown grace period ran out: end the stream with a reason
+        task = asyncio.current_task()
+        if task is not None:
+            task.uncancel()
+        await response.write(_line({"error": SHUTDOWN_ERROR}))
     except ConnectionResetError:
         raise
     except Exception as exc:  # a bug mid-stream must still end the stream with an error line

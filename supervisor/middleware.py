@@ -7,16 +7,19 @@ get Go's plain-text ``404 page not found`` / ``405 method not allowed``.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
 from ollamapy.errors import OllamapyError
-from ollamapy.supervisor.http_util import json_response
+from ollamapy.supervisor.app_keys import METRICS
+from ollamapy.supervisor.http_util import REQUEST_MODEL, REQUEST_TOKENS, json_response
 
-__all__ = ["error_middleware"]
+__all__ = ["error_middleware", "access_middleware"]
 
 log = logging.getLogger("ollamapy.server")
+access_log = logging.getLogger("ollamapy.access")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -36,3 +39,27 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except Exception as exc:
         log.exception("unhandled error on %s %s", request.method, request.path)
         return json_response({"error": str(exc) or type(exc).__name__}, status=500)
+
+
+@web.middleware
+async def access_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Count every request in the metrics and write one structured log line for it."""
+    started = time.monotonic()
+    status = 500
+    try:
+        response = await handler(request)
+        status = response.status
+        return response
+    except web.HTTPException as exc:
+        status = exc.status
+        raise
+    finally:
+        resource = request.match_info.route.resource
+        route = resource.canonical if resource is not None else "unmatched"
+        request.app[METRICS].requests.labels(request.method, route, str(status)).inc()
+        prompt, generated = request.get(REQUEST_TOKENS, (0, 0))
+        access_log.info(
+            "method=%s route=%s model=%s status=%d duration_ms=%.1f prompt_tokens=%d eval_tokens=%d",
+            request.method, route, request.get(REQUEST_MODEL, "-"), status,
+            (time.monotonic() - started) * 1000, prompt, generated,
+        )

@@ -22,7 +22,7 @@ from ollamapy.durations import parse_keep_alive
 from ollamapy.errors import InvalidRequest
 from ollamapy.model import Model
 from ollamapy.runner_protocol import CompletionChunk, CompletionRequest
-from ollamapy.supervisor.app_keys import SCHEDULER, STORE
+from ollamapy.supervisor.app_keys import METRICS, SCHEDULER, STORE
 from ollamapy.supervisor.http_util import json_response, read_request, respond_stream, rfc3339_now
 from ollamapy.supervisor.prompting import OutputParser, RenderedPrompt, render_chat, render_generate
 from ollamapy.supervisor.routes_models import find_model
@@ -120,14 +120,25 @@ async def _stream(
 ) -> AsyncIterator[tuple[CompletionChunk, str, str, list[dict[str, Any]], dict[str, Any]]]:
     """Hold a runner, render the prompt, and yield parsed pieces of each completion chunk:
     (chunk, thinking, content, tool calls, metrics-or-empty). Empty pieces are skipped."""
+    metrics = app[METRICS]
     async with app[SCHEDULER].lease(prepared.load, keep_alive) as runner:
         load_ns = time.monotonic_ns() - started
+        name = runner.model.short_name
         rendered = await render(runner)
         completion = _completion_request(prepared, rendered, **completion_args)
         parser = make_parser(rendered)
+        last_chunk_ns: int | None = None
         async for chunk in runner.handle.completion(completion):  # type: ignore[attr-defined]
+            now = time.monotonic_ns()
+            if chunk.content:
+                if last_chunk_ns is None:
+                    metrics.ttft_seconds.labels(name).observe((now - started) / 1e9)
+                else:
+                    metrics.itl_seconds.labels(name).observe((now - last_chunk_ns) / 1e9)
+                last_chunk_ns = now
             thinking, content, calls = parser.add(chunk.content, final=chunk.done)
             if chunk.done:
+                metrics.observe_tokens(name, chunk.prompt_eval_count, chunk.eval_count)
                 yield chunk, thinking, content, calls, _metrics(chunk, started, load_ns)
             elif content or thinking or calls or chunk.logprobs:
                 yield chunk, thinking, content, calls, {}

@@ -34,6 +34,7 @@ from ollamapy.options import LoadOptions
 
 __all__ = [
     "RunnerHandle",
+    "SchedulerObserver",
     "RunnerFactory",
     "LoadRequest",
     "LoadedRunner",
@@ -63,6 +64,14 @@ RunnerFactory = Callable[["LoadRequest"], Awaitable[RunnerHandle]]
 """Starts a runner for the request and returns it once it is ready to serve."""
 
 
+class SchedulerObserver(Protocol):
+    """Told about loads and restarts (the metrics implement it)."""
+
+    def on_load(self, model: str, seconds: float) -> None: ...
+
+    def on_restart(self, model: str) -> None: ...
+
+
 @dataclass(frozen=True)
 class LoadRequest:
     """What must be loaded: the model and its resolved load-time options."""
@@ -87,6 +96,9 @@ class LoadedRunner:
     keep_alive: float
     slots: asyncio.Semaphore
     ref_count: int = 0
+    """Requests attached: holding a slot or waiting for one."""
+    active: int = 0
+    """Requests holding a slot (being served)."""
     last_used: float = field(default_factory=time.monotonic)
     expires_at: float | None = None
     """Wall-clock expiry while idle with a timer; None while in use or forever."""
@@ -133,8 +145,11 @@ class Scheduler:
         max_queue: int = 512,
         max_loaded: int = 3,
         default_keep_alive: float = 300.0,
+        load_timeout: float = math.inf,
     ) -> None:
         self._factory = runner_factory
+        self.observer: SchedulerObserver | None = None
+        self.load_timeout = load_timeout
         self.max_queue = max_queue
         self.max_loaded = max_loaded
         self.default_keep_alive = default_keep_alive
@@ -157,11 +172,10 @@ class Scheduler:
             raise QueueFull()
         self._waiting += 1
         runner: LoadedRunner | None = None
-        slot_held = False
         try:
             runner = await self._attach(request, keep_alive)
             await runner.slots.acquire()
-            slot_held = True
+            runner.active += 1
         except BaseException:  # cancelled or failed while waiting: give the claim back
             if runner is not None:
                 await self._detach(runner)
@@ -171,8 +185,8 @@ class Scheduler:
         try:
             yield runner
         finally:
-            if slot_held:
-                runner.slots.release()
+            runner.active -= 1
+            runner.slots.release()
             await self._detach(runner)
 
     def loaded(self) -> list[LoadedRunner]:
@@ -202,6 +216,15 @@ class Scheduler:
     @property
     def waiting(self) -> int:
         return self._waiting
+
+    def readiness(self) -> str | None:
+        """Why the scheduler cannot serve now (None when it can): stopped, or a load stuck
+        longer than the load timeout."""
+        if self._closing:
+            return "scheduler is not running"
+        if self.loading_since is not None and time.monotonic() - self.loading_since > self.load_timeout:
+            return f"loading {self.loading.model.short_name if self.loading else 'a model'} is stuck"
+        return None
 
     # -- attach / detach ----------------------------------------------------------------
 
@@ -261,6 +284,8 @@ class Scheduler:
     async def _load(self, request: LoadRequest, keep_alive: float | None) -> LoadedRunner:
         stale = self._loaded.get(request.key)
         if stale is not None:  # exited, or loaded with options that need a reload
+            if stale.handle.has_exited() and self.observer is not None:
+                self.observer.on_restart(request.model.short_name)
             await self._wait_idle(stale)
             await self._unload(stale)
         while len(self._loaded) >= max(self.max_loaded, 1):
@@ -268,6 +293,8 @@ class Scheduler:
         self.loading, self.loading_since = request, time.monotonic()
         try:
             handle = await self._factory(request)
+            if self.observer is not None:
+                self.observer.on_load(request.model.short_name, time.monotonic() - self.loading_since)
         finally:
             self.loading = self.loading_since = None
         runner = LoadedRunner(

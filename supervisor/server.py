@@ -17,6 +17,7 @@ log = logging.getLogger("ollamapy.server")
 
 
 def _configure_logging() -> None:
+    logging.addLevelName(envconfig.TRACE, "TRACE")
     logging.basicConfig(
         level=envconfig.debug_level(),
         format="time=%(asctime)s level=%(levelname)s source=%(name)s msg=%(message)s",
@@ -33,14 +34,25 @@ def startup_prune(store: ModelStore) -> None:
 
 
 def run_server() -> None:
-    """Serve the API on OLLAMA_HOST until SIGINT/SIGTERM."""
+    """Serve the API on OLLAMA_HOST until SIGINT/SIGTERM, then exit 0 with no runner left."""
     _configure_logging()
     log.info(envconfig.describe_config())
     host = envconfig.host()
     app = create_app()
 
     startup_prune(app[STORE])
-    log.info("Listening on %s:%d (version %s, Ollama API %s)", host.bind_host, host.port, __version__, envconfig.api_version())
-    web.run_app(app, host=host.bind_host, port=host.port, print=None, access_log=None, handle_signals=True)
+    log.info("Listening on %s (version %s, Ollama API %s)", host.netloc, __version__, envconfig.api_version())
+    # SIGTERM/SIGINT: stop listening, give in-flight streams the grace period, then end
+    # them with an error line; the app's cleanup terminates every runner.
+    web.run_app(
+        app,
+        host=host.bind_host,
+        port=host.port,
+        print=None,
+        access_log=None,
+        handle_signals=True,
+        # the grace period is the app's own drain (on_shutdown); by then nothing is in flight
+        shutdown_timeout=2.0,
+    )
 
 
