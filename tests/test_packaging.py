@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import sysconfig
 import tomllib
 import zipfile
 from pathlib import Path
 
+import aiohttp
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -38,7 +38,7 @@ def test_wheel_installs_under_ollamapy_namespace(tmp_path: Path) -> None:
     # Dependencies come from the test environment's site-packages as a plain path entry, so
     # its .pth files (among them the editable install's finder) are not processed.
     site_dir = next(venv.glob("lib/python*/site-packages"))
-    (site_dir / "deps.pth").write_text(sysconfig.get_path("purelib") + "\n")
+    (site_dir / "deps.pth").write_text(str(Path(aiohttp.__file__).resolve().parent.parent) + "\n")
     subprocess.run([sys.executable, "-m", "pip", "--python", str(py), "install", "-q", "--no-deps", str(wheel)], check=True)
     code = (
         "import importlib.util, ollamapy.runner, ollamapy.supervisor.app, ollamapy.cli;"
