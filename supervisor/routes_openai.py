@@ -1,0 +1,193 @@
+"""``/v1/*``: the OpenAI-compatible API over the native core (spec §1.6).
+
+Each handler decodes an OpenAI body, converts it with ``ollamapy.openai_compat``, runs the
+same core ``/api/chat``, ``/api/generate`` and ``/api/embed`` run, and converts the answer
+back. Every error leaves in OpenAI's shape (``{"error": {"message", "type", …}}``), never
+the native ``{"error": "…"}``: before the first byte as a real status, after it as a
+``data: {"error": …}`` event, which the openai client raises as ``APIError``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeVar
+
+from aiohttp import web
+from pydantic import BaseModel, ValidationError
+
+from ollamapy.errors import InvalidRequest, OllamapyError
+from ollamapy.openai_compat import (
+    ChatCompletionRequest,
+    ChatStream,
+    CompletionRequest,
+    CompletionStream,
+    EmbeddingRequest,
+    error_body,
+    force_tool_call,
+    forced_tool_names,
+    from_chat_request,
+    from_completion_request,
+    from_embedding_request,
+    new_id,
+    to_chat_completion,
+    to_completion,
+    to_embedding_list,
+    to_model,
+    to_model_list,
+)
+from ollamapy.supervisor.app_keys import STORE
+from ollamapy.supervisor.http_util import json_response
+from ollamapy.supervisor.routes_embed import run_embed
+from ollamapy.supervisor.routes_inference import NativeResult, start_chat, start_generate
+from ollamapy.supervisor.routes_models import _list, find_model
+
+__all__ = ["setup_openai_routes"]
+
+log = logging.getLogger("ollamapy.server")
+
+RequestT = TypeVar("RequestT", bound=BaseModel)
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def _error_response(status: int, message: str) -> web.Response:
+    return json_response(error_body(status, message), status=status)
+
+
+def _openai_errors(handler: Handler) -> Handler:
+    """Answer every error the handler raises in OpenAI's shape, with its status."""
+
+    @functools.wraps(handler)
+    async def wrapped(request: web.Request) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except OllamapyError as exc:
+            return _error_response(exc.status_code, exc.message)
+        except web.HTTPException:
+            raise
+        except Exception as exc:
+            log.exception("unhandled error on %s %s", request.method, request.path)
+            return _error_response(500, str(exc) or type(exc).__name__)
+
+    return wrapped
+
+
+async def _decode(request: web.Request, model: type[RequestT]) -> RequestT:
+    """The JSON body as ``model``; an empty body is Go's ``EOF``."""
+    raw = await request.read()
+    if not raw.strip():
+        raise InvalidRequest("EOF")
+    try:
+        data = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise InvalidRequest(f"invalid character in JSON body: {exc.msg} at offset {exc.pos}") from None
+    if not isinstance(data, dict):
+        raise InvalidRequest(f"json: cannot unmarshal {type(data).__name__} into Go value of type object")
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(p) for p in first["loc"])
+        raise InvalidRequest(f"invalid value for field {field!r}: {first['msg']}") from None
+
+
+def _sse(payload: Any) -> bytes:
+    return b"data: " + json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode() + b"\n\n"
+
+
+async def _respond_sse(request: web.Request, events: AsyncIterator[dict[str, Any]], convert: Callable[[dict[str, Any]], list[dict[str, Any]]]) -> web.StreamResponse:
+    """Stream converted native events as server-sent events ending ``data: [DONE]``.
+
+    The first native event is awaited before anything is sent, so a load failure is still
+    a real HTTP error; later errors become one ``data: {"error": …}`` event.
+    """
+    iterator = aiter(events)
+    try:
+        first = await anext(iterator, None)
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        try:
+            if first is not None:
+                for chunk in convert(first):
+                    await response.write(_sse(chunk))
+            async for event in iterator:
+                for chunk in convert(event):
+                    await response.write(_sse(chunk))
+            await response.write(b"data: [DONE]\n\n")
+        except OllamapyError as exc:
+            await response.write(_sse(error_body(exc.status_code, exc.message)))
+        except ConnectionResetError:
+            raise
+        except Exception as exc:  # a bug mid-stream must still end the stream with an error event
+            log.exception("error while streaming %s", request.path)
+            await response.write(_sse(error_body(500, str(exc) or type(exc).__name__)))
+    finally:
+        closer = getattr(iterator, "aclose", None)
+        if closer is not None:
+            await closer()
+    await response.write_eof()
+    return response
+
+
+async def _collect(result: NativeResult) -> dict[str, Any]:
+    """The whole native answer of a started request (``stream: false``)."""
+    if result.single is not None:
+        return result.single
+    assert result.events is not None and result.collect is not None
+    return result.collect([event async for event in result.events])
+
+
+@_openai_errors
+async def chat_completions_handler(request: web.Request) -> web.StreamResponse:
+    req = await _decode(request, ChatCompletionRequest)
+    if not req.messages:
+        raise InvalidRequest("[] is too short - 'messages'")
+    forced = forced_tool_names(req)
+    result = await start_chat(request.app, from_chat_request(req))
+    completion_id = new_id("chatcmpl")
+    if req.stream and result.events is not None:
+        stream = ChatStream(completion_id, int(time.time()), include_usage=req.include_usage, forced_tools=forced)
+        return await _respond_sse(request, result.events, stream.feed)
+    return json_response(to_chat_completion(completion_id, force_tool_call(await _collect(result), forced)))
+
+
+@_openai_errors
+async def completions_handler(request: web.Request) -> web.StreamResponse:
+    req = await _decode(request, CompletionRequest)
+    result = await start_generate(request.app, from_completion_request(req))
+    completion_id = new_id("cmpl")
+    if req.stream and result.events is not None:
+        stream = CompletionStream(completion_id, int(time.time()), include_usage=req.include_usage)
+        return await _respond_sse(request, result.events, stream.feed)
+    return json_response(to_completion(completion_id, await _collect(result)))
+
+
+@_openai_errors
+async def embeddings_handler(request: web.Request) -> web.StreamResponse:
+    req = await _decode(request, EmbeddingRequest)
+    native = await run_embed(request.app, from_embedding_request(req))
+    return json_response(to_embedding_list(req.model, native, req.encoding_format))
+
+
+@_openai_errors
+async def list_models_handler(request: web.Request) -> web.StreamResponse:
+    return json_response(to_model_list(await asyncio.to_thread(_list, request.app[STORE])))
+
+
+@_openai_errors
+async def retrieve_model_handler(request: web.Request) -> web.StreamResponse:
+    name = request.match_info["model"]
+    model = await asyncio.to_thread(find_model, request.app[STORE], name)
+    return json_response(to_model(name, model.modified_at))
+
+
+def setup_openai_routes(app: web.Application) -> None:
+    app.router.add_post("/v1/chat/completions", chat_completions_handler)
+    app.router.add_post("/v1/completions", completions_handler)
+    app.router.add_post("/v1/embeddings", embeddings_handler)
+    app.router.add_get("/v1/models", list_models_handler)
+    app.router.add_get("/v1/models/{model:.+}", retrieve_model_handler)
