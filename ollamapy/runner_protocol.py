@@ -64,7 +64,10 @@ class LoadSpec(_Strict):
     adapters: list[str] = []
     """LoRA adapter GGUFs, applied at load with scale 1.0 (Modelfile ``ADAPTER``)."""
     num_ctx: int = Field(4096, ge=4)
-    """Context length in tokens (KV cache size)."""
+    """Context length in tokens (KV cache size), shared by all ``num_parallel`` sequences."""
+    num_parallel: int = Field(1, ge=1, le=256)
+    """Requests served at once, each a sequence in one batched decode; each sequence may
+    use ``num_ctx // num_parallel`` tokens (Ollama's per-request ``num_ctx``)."""
     num_batch: int = Field(512, ge=1)
     """Logical and physical batch size for prompt evaluation and embeddings."""
     n_gpu_layers: int = 0
@@ -216,7 +219,7 @@ class HealthResponse(BaseModel):
     tokens_generated: int = 0
     """Tokens sampled since the runner started (all requests)."""
     active: int = 0
-    """Completion/embedding requests being served or waiting for the model."""
+    """Completion/embedding requests being served or waiting for a sequence slot."""
 
 
 class ErrorResponse(BaseModel):

@@ -59,13 +59,13 @@ def main(argv: list[str] | None = None) -> None:
     # Imported late: loading llama_cpp takes a while and the parent check should not wait.
     from ollamapy.runner_protocol import LoadSpec
 
-    from .engine import LlamaEngine
+    from .engine import BatchEngine
     from .server import serve
 
     spec = LoadSpec.model_validate_json(sys.stdin.buffer.readline())
     threading.Thread(target=_watch_stdin, name="stdin-watchdog", daemon=True).start()
     try:
-        asyncio.run(serve(LlamaEngine(), spec, args.socket))
+        asyncio.run(serve(BatchEngine(), spec, args.socket))
     except Exception:
         log.exception("error: runner failed")
         logging.shutdown()

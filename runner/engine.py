@@ -1,25 +1,37 @@
-"""The generation engine: one model, one request at a time, behind the ``Engine`` interface.
+"""The generation engine: continuous batching of many requests over one llama.cpp context.
 
-The runner's HTTP server only talks to an ``Engine``, so a batching engine (several
-sequences per decode) can replace ``LlamaEngine`` without touching the server or the front.
+The runner's HTTP server only talks to an ``Engine``. ``BatchEngine`` serves up to
+``num_parallel`` requests at once, each a *sequence* in one unified KV cache, from one
+engine thread that repeats a *step*: admit waiting requests into free slots, build one
+``llama_batch`` from every decoding sequence's next token plus a chunk of pending prompt
+tokens, ``llama_decode`` it, then sample each sequence that produced logits with its own
+sampler chain (seed, grammar, penalties). So:
 
-``LlamaEngine`` drives llama-cpp-python's ``Llama`` at the level of ``eval`` and the
-sampler chain rather than ``Llama.generate``, because it needs what ``generate`` does not
-offer: a context shift when the context fills, per-token cancellation, an abortable prompt
-evaluation, logprobs and Ollama's stop rules. It keeps ``Llama.input_ids``/``n_tokens`` in
-step with the KV cache so the next request reuses the common prefix.
+* a new request joins at the next step; its prompt is evaluated in chunks, small ones while
+  other sequences are decoding, so they are not starved;
+* each sequence has its own stop strings, ``num_predict``, logprobs, context window of
+  ``num_ctx // num_parallel`` tokens and context shift (or ``length``);
+* a cancelled sequence stops within one step and its KV cells are freed at once; a long
+  prompt evaluation is aborted inside llama.cpp (abort callback) and the step rolled back;
+* a finished sequence leaves the batch at once; its slot keeps the KV of what it evaluated
+  as a prefix cache, and a new request takes the free slot whose cache shares the longest
+  prefix with its prompt (a growing chat does not re-evaluate its history);
+* embeddings run in the same thread between steps, on a free slot.
 """
 
 from __future__ import annotations
 
+import concurrent.futures
 import ctypes
+import itertools
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
-from typing import Any, Literal, Protocol
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
 
-import llama_cpp
 import numpy as np
 from llama_cpp import llama_cpp as llama_lib
 from llama_cpp._internals import LlamaSampler
@@ -34,40 +46,68 @@ from ollamapy.runner_protocol import (
     TokenLogprob,
 )
 
-from .load import load_llama
+from .load import LoadedModel, load_model
 from .sampling import build_sampler
 from .textstream import OutputFilter
 
-__all__ = ["MAX_TOKEN_REPEAT", "Engine", "LlamaEngine"]
+__all__ = ["MAX_TOKEN_REPEAT", "PREFILL_CHUNK_WHILE_DECODING", "BatchEngine", "ChunkSink", "Engine", "Ticket"]
 
 log = logging.getLogger("ollamapy.runner")
 
 MAX_TOKEN_REPEAT = 30
 """Ollama aborts a generation when the same token text comes more than this many times in a row."""
 
+PREFILL_CHUNK_WHILE_DECODING = 64
+"""Prompt tokens evaluated per step while other sequences decode: bounds the pause a new
+request's prompt puts between their tokens. Alone, a prompt goes ``num_batch`` at a time."""
+
 _WHITESPACE = b" \t\n\r\v\f"
+_DECODE_ABORTED = 2
+
+ChunkSink = Callable[[CompletionChunk | BaseException | None], None]
+"""Receives a completion's chunks in the engine thread: chunks (the last one ``done``), or
+an exception if the engine failed, then ``None`` once the sequence is gone (also after a
+cancellation). It must not block."""
+
+
+class Ticket:
+    """A submitted completion; ``cancel`` stops it within one step, from any thread."""
+
+    def __init__(self, wake: Callable[[], None]) -> None:
+        self._cancelled = threading.Event()
+        self._wake = wake
+
+    @property
+    def cancelled(self) -> bool:
+        return self._cancelled.is_set()
+
+    def cancel(self) -> None:
+        if not self._cancelled.is_set():
+            self._cancelled.set()
+            self._wake()
 
 
 class Engine(Protocol):
-    """What the runner server needs from a model. Calls come from one worker thread at a
-    time, except ``tokenize``/``detokenize``, which may run concurrently with the others."""
+    """What the runner server needs from a model. Every method may be called from any thread."""
 
     tokens_generated: int
     """Tokens sampled since load (reported by /health, so tests can see generation stop)."""
+
+    @property
+    def active(self) -> int:
+        """Completions and embedding jobs submitted and not yet over (running or waiting)."""
+        ...
 
     def load(self, spec: LoadSpec, progress: Callable[[float], bool]) -> None:
         """Load the model; ``progress`` gets 0.0–1.0 and returning False aborts the load."""
         ...
 
-    def complete(self, request: CompletionRequest, cancel: threading.Event) -> Iterator[CompletionChunk]:
-        """Validate the request now (raising ``InvalidRequest``) and return the chunk stream.
-
-        The stream ends with a ``done`` chunk, or early and silently once ``cancel`` is set.
-        """
+    def submit(self, request: CompletionRequest, sink: ChunkSink) -> Ticket:
+        """Validate the request now (raising ``InvalidRequest``) and queue it; chunks go to ``sink``."""
         ...
 
-    def embed(self, texts: list[str], cancel: threading.Event) -> EmbeddingResponse:
-        """One pooled, unnormalized vector per text."""
+    def embed(self, texts: list[str], cancel: threading.Event) -> concurrent.futures.Future[EmbeddingResponse]:
+        """Validate now (raising ``InvalidRequest``); the future gets one pooled, unnormalized vector per text."""
         ...
 
     def tokenize(self, text: str, add_special: bool) -> list[int]:
@@ -76,49 +116,149 @@ class Engine(Protocol):
     def detokenize(self, tokens: list[int]) -> str:
         ...
 
+    def close(self) -> None:
+        """Stop the engine thread and free the model."""
+        ...
 
-class LlamaEngine:
-    """``Engine`` over one ``llama_cpp.Llama``, one sequence at a time."""
+
+@dataclass(eq=False)
+class _Slot:
+    """One sequence id of the context and the tokens whose KV it holds (positions 0…n-1)."""
+
+    seq_id: int
+    cached: list[int] = field(default_factory=list)
+    busy: bool = False
+    last_used: int = 0
+
+
+@dataclass(eq=False)
+class _Sequence:
+    """One completion from admission to its last chunk."""
+
+    request: CompletionRequest
+    sink: ChunkSink
+    ticket: Ticket
+    prompt: list[int]
+    window: list[int]
+    """The prompt as evaluated (truncated to the context when it does not fit)."""
+    num_keep: int
+    sampler: LlamaSampler
+    limit: int
+    slot: _Slot | None = None
+    pending: list[int] = field(default_factory=list)
+    """Prompt tokens not evaluated yet."""
+    cached_count: int = 0
+    next_token: int | None = None
+    """Sampled and sent, to be evaluated in the next step."""
+    output_index: int = -1
+    """Index of this sequence's logits in the current batch, or -1."""
+    out: OutputFilter = field(init=False)
+    generated: list[int] = field(default_factory=list)
+    ends: list[int] = field(default_factory=list)
+    """Where each generated token's text ends in the output."""
+    repeat: int = 0
+    last_key: bytes = b""
+    admitted_ns: int = 0
+    prompt_ns: int = 0
+    prompt_done_ns: int = 0
+
+    def __post_init__(self) -> None:
+        self.out = OutputFilter(self.request.stop)
+
+
+@dataclass(eq=False)
+class _EmbedJob:
+    tokenized: list[list[int]]
+    cancel: threading.Event
+    future: concurrent.futures.Future[EmbeddingResponse]
+
+
+class BatchEngine:
+    """``Engine`` over one llama.cpp context with ``num_parallel`` sequences (see the module doc).
+
+    Only the engine thread touches the context, the batch and the slots; other threads
+    submit work through ``_waiting`` under ``_lock`` and wake the thread with ``_wake``.
+    """
 
     def __init__(self) -> None:
         self.tokens_generated = 0
-        self._llm: llama_cpp.Llama | None = None
-        self._adapters: list[Any] = []
+        self._loaded: LoadedModel | None = None
         self._pieces: dict[int, bytes] = {}
-        self._cancel: threading.Event | None = None
+        self._lock = threading.Lock()
+        self._wake_cond = threading.Condition(self._lock)
+        self._waiting: deque[_Sequence | _EmbedJob] = deque()  # guarded by _lock
+        self._active = 0  # guarded by _lock
+        self._closing = False  # guarded by _lock
+        self._running: list[_Sequence] = []  # engine thread only
+        self._slots: list[_Slot] = []
+        self._use_counter = itertools.count(1)
+        self._thread: threading.Thread | None = None
         # Kept on self: llama.cpp holds the pointer while the callback is installed.
+        self._abort_watch: list[Ticket] = []
         self._abort_callback = llama_lib.ggml_abort_callback(self._should_abort)
         self._no_abort_callback = llama_lib.ggml_abort_callback()
 
-    @property
-    def llm(self) -> llama_cpp.Llama:
-        if self._llm is None:
-            raise RuntimeError("model not loaded")
-        return self._llm
+    # -- setup --------------------------------------------------------------------------
 
-    # -- Engine -------------------------------------------------------------------------
+    @property
+    def _model(self) -> LoadedModel:
+        if self._loaded is None:
+            raise RuntimeError("model not loaded")
+        return self._loaded
+
+    @property
+    def active(self) -> int:
+        return self._active
 
     def load(self, spec: LoadSpec, progress: Callable[[float], bool]) -> None:
-        self._llm, self._adapters = load_llama(spec, progress)
-        # llama.cpp pads its context to a multiple of 256, but Llama.input_ids (and Ollama's
-        # num_ctx) is the size asked for: that is the limit.
-        self._n_ctx = spec.num_ctx
+        loaded = self._loaded = load_model(spec, progress)
+        self._spec = spec
+        self._n_parallel = spec.num_parallel
+        # Each sequence gets its share of the cells: Ollama's num_ctx is per request.
+        self._n_ctx = max(spec.num_ctx // spec.num_parallel, 4)
+        self._n_batch = spec.num_batch
         # Generation is the resting state, also for a context made in embedding mode;
-        # embed() switches embeddings on for its own duration.
-        llama_lib.llama_set_embeddings(self._llm.ctx, False)
+        # embedding jobs switch embeddings on for their own duration.
+        llama_lib.llama_set_embeddings(loaded.ctx, False)
         # Some memory types (recurrent models…) cannot shift; they end with `length` instead.
-        self._can_shift = bool(llama_lib.llama_memory_can_shift(llama_lib.llama_get_memory(self._llm.ctx)))
-        self._vocab = llama_lib.llama_model_get_vocab(self._llm.model)
-        self._n_vocab = self._llm.n_vocab()
+        self._can_shift = loaded.memory is not None and bool(llama_lib.llama_memory_can_shift(loaded.memory))
+        self._n_vocab = llama_lib.llama_vocab_n_tokens(loaded.vocab)
+        self._n_embd = llama_lib.llama_model_n_embd(loaded.model)
+        self._batch = llama_lib.llama_batch_init(self._n_batch, 0, 1)
+        self._slots = [_Slot(seq_id=i) for i in range(spec.num_parallel)]
+        self._thread = threading.Thread(target=self._run, name="engine", daemon=True)
+        self._thread.start()
+        log.info("engine ready: %d parallel sequences of %d tokens, batch %d", spec.num_parallel, self._n_ctx, self._n_batch)
+
+    def close(self) -> None:
+        with self._lock:
+            self._closing = True
+            self._wake_cond.notify()
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+            llama_lib.llama_batch_free(self._batch)
+        if self._loaded is not None:
+            self._loaded.close()
+            self._loaded = None
+
+    # -- requests (any thread) ----------------------------------------------------------
 
     def tokenize(self, text: str, add_special: bool) -> list[int]:
-        return self.llm.tokenize(text.encode("utf-8"), add_bos=add_special, special=True)
+        data = text.encode("utf-8")
+        capacity = len(data) + 8
+        while True:
+            buffer = (llama_lib.llama_token * capacity)()
+            n = llama_lib.llama_tokenize(self._model.vocab, data, len(data), buffer, capacity, add_special, True)
+            if n >= 0:
+                return list(buffer[:n])
+            capacity = -n
 
     def detokenize(self, tokens: list[int]) -> str:
         self._check_ids(tokens)
         return b"".join(self._piece(t) for t in tokens).decode("utf-8", errors="replace")
 
-    def complete(self, request: CompletionRequest, cancel: threading.Event) -> Iterator[CompletionChunk]:
+    def submit(self, request: CompletionRequest, sink: ChunkSink) -> Ticket:
         n_ctx = self._n_ctx
         if request.tokens is not None:
             prompt = list(request.tokens)
@@ -137,131 +277,41 @@ class LlamaEngine:
             discard = len(prompt) - n_ctx
             window = prompt[:num_keep] + prompt[num_keep + discard :]
             log.warning("truncating input prompt: limit=%d prompt=%d keep=%d new=%d", n_ctx, len(prompt), num_keep, len(window))
-        sampler = build_sampler(self.llm, request, window, n_ctx)
-        return self._generate(request, prompt, window, num_keep, sampler, cancel)
+        sampler = build_sampler(self._model.vocab, request, window, n_ctx, self._spec.seed)
+        ticket = Ticket(self._wake)
+        sequence = _Sequence(
+            request=request,
+            sink=sink,
+            ticket=ticket,
+            prompt=prompt,
+            window=window,
+            num_keep=num_keep,
+            sampler=sampler,
+            limit=self._predict_limit(request.num_predict, n_ctx),
+        )
+        self._enqueue(sequence)
+        return ticket
 
-    def embed(self, texts: list[str], cancel: threading.Event) -> EmbeddingResponse:
-        llm = self.llm
-        n_batch = llm.n_batch
-        n_out = n_embd = llm.n_embd()
-        if llm._ctx.pooling_type() == llama_lib.LLAMA_POOLING_TYPE_RANK:
-            n_out = llama_lib.llama_model_n_cls_out(llm.model)
+    def embed(self, texts: list[str], cancel: threading.Event) -> concurrent.futures.Future[EmbeddingResponse]:
         tokenized = [self.tokenize(text, add_special=True) for text in texts]
         for tokens in tokenized:
             if not tokens:
                 raise InvalidRequest("input is empty")
-            if len(tokens) > n_batch:
+            if len(tokens) > self._n_batch:
                 raise InvalidRequest("input is too large to process. increase the physical batch size")
-        vectors: list[list[float]] = []
-        # The KV cache is reused for embeddings: forget the completion prefix.
-        llm.n_tokens = 0
-        llama_lib.llama_set_embeddings(llm.ctx, True)
-        try:
-            for tokens in tokenized:
-                if cancel.is_set():
-                    break
-                llm._ctx.kv_cache_clear()
-                llm._batch.reset()
-                llm._batch.add_sequence(tokens, 0, True)
-                llm._ctx.decode(llm._batch)
-                pointer = llama_lib.llama_get_embeddings_seq(llm.ctx, 0)
-                vectors.append(pointer[:n_out] if pointer else [0.0] * n_embd)
-        finally:
-            llm._ctx.kv_cache_clear()
-            llama_lib.llama_set_embeddings(llm.ctx, False)
-        return EmbeddingResponse(embeddings=vectors, prompt_eval_count=sum(map(len, tokenized)))
+        job = _EmbedJob(tokenized=tokenized, cancel=cancel, future=concurrent.futures.Future())
+        self._enqueue(job)
+        return job.future
 
-    # -- generation ---------------------------------------------------------------------
+    def _enqueue(self, job: _Sequence | _EmbedJob) -> None:
+        with self._lock:
+            self._waiting.append(job)
+            self._active += 1
+            self._wake_cond.notify()
 
-    def _generate(
-        self,
-        request: CompletionRequest,
-        prompt: list[int],
-        window: list[int],
-        num_keep: int,
-        sampler: LlamaSampler,
-        cancel: threading.Event,
-    ) -> Iterator[CompletionChunk]:
-        llm = self.llm
-        n_ctx = self._n_ctx
-        limit = self._predict_limit(request.num_predict, n_ctx)
-        try:
-            started = time.perf_counter_ns()
-            cached = self._reuse_prefix(window)
-            if not self._eval_prompt(window[cached:], cancel):
-                log.info("completion cancelled during prompt evaluation")
-                return
-            prompt_ns = time.perf_counter_ns() - started
-
-            out = OutputFilter(request.stop)
-            generated: list[int] = []
-            ends: list[int] = []  # where each generated token's text ends in the output
-            eval_ns = 0
-            repeat, last_key = 0, b""
-            reason: Literal["stop", "length"] = "length"
-            while True:
-                step = time.perf_counter_ns()
-                token = sampler.sample(llm._ctx, -1)
-                generated.append(token)
-                self.tokens_generated += 1
-                if llama_lib.llama_vocab_is_eog(self._vocab, token):
-                    eval_ns += time.perf_counter_ns() - step
-                    reason = "stop"
-                    break
-                piece = self._piece(token)
-                key = piece.strip(_WHITESPACE)
-                repeat, last_key = (repeat + 1 if key == last_key else 0), key
-                if repeat > MAX_TOKEN_REPEAT:
-                    log.info("prediction aborted, token repeat limit reached")
-                    eval_ns += time.perf_counter_ns() - step
-                    reason = "stop"
-                    break
-                logprob = self._logprob(token, request.top_logprobs) if request.logprobs else None
-                text, logprobs = out.push(piece, logprob)
-                ends.append(out.decoded_length)
-                eval_ns += time.perf_counter_ns() - step
-                if text or logprobs:
-                    yield CompletionChunk(content=text, logprobs=logprobs or None, eval_count=len(generated), eval_duration=eval_ns)
-                if out.stopped:
-                    reason = "stop"
-                    break
-                if len(generated) >= limit:
-                    break
-                if cancel.is_set():
-                    log.info("completion cancelled after %d tokens", len(generated))
-                    return
-                step = time.perf_counter_ns()
-                if llm.n_tokens >= n_ctx:
-                    if not (request.shift and self._can_shift) or request.num_predict == -2:
-                        break
-                    self._shift_context(num_keep)
-                llm.eval([token])
-                eval_ns += time.perf_counter_ns() - step
-        finally:
-            sampler.close()
-
-        text, logprobs = out.finish()
-        context = None
-        if request.return_context:
-            # The response's tokens: no EOS, none that reaches into a stop string.
-            limit_at = out.stop_offset if out.stop_offset is not None else out.decoded_length
-            context = prompt + [t for t, end in zip(generated, ends) if end <= limit_at]
-        log.info(
-            "completion done: prompt %d tokens (%d cached) in %.1f ms, %d tokens in %.1f ms, %s",
-            len(window), cached, prompt_ns / 1e6, len(generated), eval_ns / 1e6, reason,
-        )
-        yield CompletionChunk(
-            content=text,
-            logprobs=logprobs or None,
-            eval_count=len(generated),
-            eval_duration=eval_ns,
-            done=True,
-            done_reason=reason,
-            prompt_eval_count=len(window),
-            prompt_eval_duration=prompt_ns,
-            prompt_cached_count=cached,
-            context=context,
-        )
+    def _wake(self) -> None:
+        with self._lock:
+            self._wake_cond.notify()
 
     @staticmethod
     def _predict_limit(num_predict: int, n_ctx: int) -> int:
@@ -272,62 +322,312 @@ class LlamaEngine:
             return n_ctx
         return 10 * n_ctx
 
-    def _reuse_prefix(self, tokens: list[int]) -> int:
-        """Keep the KV entries shared with the previous request; returns how many.
+    # -- the engine thread --------------------------------------------------------------
 
-        At least the last prompt token is always evaluated again, so fresh logits exist.
-        """
-        llm = self.llm
-        previous = llm.input_ids[: min(llm.n_tokens, len(tokens) - 1)]
-        mismatch = np.flatnonzero(previous != np.asarray(tokens[: len(previous)], dtype=previous.dtype))
-        common = int(mismatch[0]) if len(mismatch) else len(previous)
-        if common > 0 and llm._ctx.kv_cache_seq_rm(-1, common, -1):
-            llm.n_tokens = common
-            return common
-        llm.reset()
-        llm._ctx.kv_cache_clear()
-        return 0
+    def _run(self) -> None:
+        while True:
+            with self._lock:
+                while not self._closing and not self._running and not self._admissible():
+                    self._wake_cond.wait()
+                if self._closing:
+                    break
+            try:
+                self._admit()
+                self._reap_cancelled()
+                if self._running:
+                    self._step()
+            except Exception as err:  # never let the thread die: fail what is running
+                log.exception("error: engine step failed")
+                for sequence in list(self._running):
+                    self._end(sequence, error=err)
 
-    def _eval_prompt(self, tokens: list[int], cancel: threading.Event) -> bool:
-        """Evaluate the prompt (in num_batch chunks); False if cancelled midway.
+    def _admissible(self) -> bool:
+        """Work is waiting and a slot is free (``_lock`` held)."""
+        return bool(self._waiting) and any(not slot.busy for slot in self._slots)
 
-        llama.cpp's abort callback is installed for the duration, so even one long batch
-        stops within a graph node of ``cancel`` being set.
-        """
-        llm = self.llm
-        self._cancel = cancel
-        llama_lib.llama_set_abort_callback(llm.ctx, self._abort_callback, None)
+    def _admit(self) -> None:
+        """Give waiting jobs free slots, in arrival order; embedding jobs run right here."""
+        while True:
+            with self._lock:
+                if not self._admissible():
+                    return
+                job = self._waiting.popleft()
+            if isinstance(job, _EmbedJob):
+                self._run_embed(job)
+                continue
+            if job.ticket.cancelled:
+                self._finish_job(job)
+                continue
+            self._start(job)
+
+    def _start(self, sequence: _Sequence) -> None:
+        """Take the free slot whose cache shares the longest prefix with the prompt and keep that prefix."""
+        window = sequence.window
+        free = [slot for slot in self._slots if not slot.busy]
+        # At least the last prompt token is always evaluated again, so fresh logits exist.
+        slot, common = max(((s, _common_prefix(s.cached, window, len(window) - 1)) for s in free), key=lambda sc: (sc[1], -sc[0].last_used))
+        slot.busy = True
+        slot.last_used = next(self._use_counter)
+        if common < len(slot.cached) and not self._forget(slot, common):
+            common = 0
+        sequence.slot = slot
+        sequence.cached_count = common
+        sequence.pending = window[common:]
+        sequence.admitted_ns = time.perf_counter_ns()
+        self._running.append(sequence)
+
+    def _forget(self, slot: _Slot, keep: int) -> bool:
+        """Drop the slot's KV from position ``keep`` on; False if only all of it could go."""
+        memory = self._model.memory
+        if memory is None:
+            slot.cached = []
+            return keep == 0
+        if keep > 0 and llama_lib.llama_memory_seq_rm(memory, slot.seq_id, keep, -1):
+            del slot.cached[keep:]
+            return True
+        llama_lib.llama_memory_seq_rm(memory, slot.seq_id, -1, -1)
+        slot.cached = []
+        return keep == 0
+
+    def _reap_cancelled(self) -> None:
+        for sequence in [s for s in self._running if s.ticket.cancelled]:
+            if sequence.pending:
+                log.info("completion cancelled during prompt evaluation")
+            else:
+                log.info("completion cancelled after %d tokens", len(sequence.generated))
+            self._end(sequence, free_kv=True)
+
+    def _step(self) -> None:
+        """One ``llama_decode`` over every running sequence, then sampling."""
+        ctx = self._model.ctx
+        batch = self._batch
+        n = 0
+        for sequence in self._running:
+            sequence.output_index = -1
+        decoding = [s for s in self._running if s.next_token is not None]
+        for sequence in decoding:
+            assert sequence.slot is not None
+            n = self._put(n, sequence.next_token, len(sequence.slot.cached), sequence.slot.seq_id, True)  # type: ignore[arg-type]
+            sequence.output_index = n - 1
+        budget = self._n_batch - n
+        if decoding:
+            budget = min(budget, PREFILL_CHUNK_WHILE_DECODING)
+        prefill: list[tuple[_Sequence, int]] = []
+        for sequence in self._running:
+            if not sequence.pending or budget <= 0:
+                continue
+            assert sequence.slot is not None
+            take = min(len(sequence.pending), budget)
+            start = len(sequence.slot.cached)
+            last = take == len(sequence.pending)
+            for i, token in enumerate(sequence.pending[:take]):
+                n = self._put(n, token, start + i, sequence.slot.seq_id, last and i == take - 1)
+            if last:
+                sequence.output_index = n - 1
+            prefill.append((sequence, take))
+            budget -= take
+        batch.n_tokens = n
+
+        if prefill:
+            # A prompt chunk can take long: let a cancelled request abort it inside llama.cpp.
+            self._abort_watch = [s.ticket for s, _ in prefill]
+            llama_lib.llama_set_abort_callback(ctx, self._abort_callback, None)
+        started = time.perf_counter_ns()
         try:
-            llm.eval(tokens)
-        except RuntimeError:
-            if cancel.is_set():
-                return False
-            raise
+            status = llama_lib.llama_decode(ctx, batch)
         finally:
-            llama_lib.llama_set_abort_callback(llm.ctx, self._no_abort_callback, None)
-            self._cancel = None
-        return not cancel.is_set()
+            if prefill:
+                llama_lib.llama_set_abort_callback(ctx, self._no_abort_callback, None)
+                self._abort_watch = []
+        now = time.perf_counter_ns()
+        if status == _DECODE_ABORTED:
+            # llama.cpp removed this batch from the KV cache: the step never happened.
+            return
+        if status != 0:
+            raise RuntimeError(f"llama_decode failed with status {status} (batch of {n} tokens)")
+
+        for sequence in decoding:
+            assert sequence.slot is not None and sequence.next_token is not None
+            sequence.slot.cached.append(sequence.next_token)
+            sequence.next_token = None
+        for sequence, take in prefill:
+            assert sequence.slot is not None
+            sequence.slot.cached.extend(sequence.pending[:take])
+            del sequence.pending[:take]
+            if not sequence.pending:
+                sequence.prompt_ns = now - sequence.admitted_ns
+                sequence.prompt_done_ns = now
+        for sequence in list(self._running):
+            if sequence.output_index >= 0:
+                self._sample(sequence, sequence.output_index)
+
+    def _put(self, n: int, token: int, pos: int, seq_id: int, logits: bool) -> int:
+        batch = self._batch
+        batch.token[n] = token
+        batch.pos[n] = pos
+        batch.n_seq_id[n] = 1
+        batch.seq_id[n][0] = seq_id
+        batch.logits[n] = logits
+        return n + 1
 
     def _should_abort(self, _data: ctypes.c_void_p) -> bool:
-        cancel = self._cancel
-        return cancel is not None and cancel.is_set()
+        return any(ticket.cancelled for ticket in self._abort_watch)
 
-    def _shift_context(self, num_keep: int) -> None:
+    def _sample(self, sequence: _Sequence, index: int) -> None:
+        """Sample the sequence's next token from row ``index`` of the batch and act on it."""
+        request = sequence.request
+        token = llama_lib.llama_sampler_sample(sequence.sampler.sampler, self._model.ctx, index)
+        sequence.generated.append(token)
+        self.tokens_generated += 1
+        if llama_lib.llama_vocab_is_eog(self._model.vocab, token):
+            self._finish(sequence, "stop")
+            return
+        piece = self._piece(token)
+        key = piece.strip(_WHITESPACE)
+        sequence.repeat, sequence.last_key = (sequence.repeat + 1 if key == sequence.last_key else 0), key
+        if sequence.repeat > MAX_TOKEN_REPEAT:
+            log.info("prediction aborted, token repeat limit reached")
+            self._finish(sequence, "stop")
+            return
+        logprob = self._logprob(index, token, request.top_logprobs) if request.logprobs else None
+        text, logprobs = sequence.out.push(piece, logprob)
+        sequence.ends.append(sequence.out.decoded_length)
+        if text or logprobs:
+            sequence.sink(
+                CompletionChunk(
+                    content=text,
+                    logprobs=logprobs or None,
+                    eval_count=len(sequence.generated),
+                    eval_duration=time.perf_counter_ns() - sequence.prompt_done_ns,
+                )
+            )
+        if sequence.out.stopped:
+            self._finish(sequence, "stop")
+            return
+        if len(sequence.generated) >= sequence.limit:
+            self._finish(sequence, "length")
+            return
+        if sequence.ticket.cancelled:
+            log.info("completion cancelled after %d tokens", len(sequence.generated))
+            self._end(sequence, free_kv=True)
+            return
+        assert sequence.slot is not None
+        if len(sequence.slot.cached) >= self._n_ctx:
+            if not (request.shift and self._can_shift) or request.num_predict == -2:
+                self._finish(sequence, "length")
+                return
+            self._shift_context(sequence.slot, sequence.num_keep)
+        sequence.next_token = token
+
+    def _shift_context(self, slot: _Slot, num_keep: int) -> None:
         """Drop half of the tokens after ``num_keep`` and slide the rest down (llama.cpp's
-        context shift), keeping ``input_ids`` in step with the KV cache."""
-        llm = self.llm
-        n_past = llm.n_tokens
+        context shift), keeping the slot's token list in step with its KV cells."""
+        memory = self._model.memory
+        n_past = len(slot.cached)
         discard = (n_past - num_keep) // 2
         log.info("context shift: keep %d, discard %d of %d", num_keep, discard, n_past)
-        llm._ctx.kv_cache_seq_rm(0, num_keep, num_keep + discard)
-        llm._ctx.kv_cache_seq_shift(0, num_keep + discard, n_past, -discard)
-        ids = llm.input_ids
-        ids[num_keep : n_past - discard] = ids[num_keep + discard : n_past].copy()
-        llm.n_tokens = n_past - discard
+        llama_lib.llama_memory_seq_rm(memory, slot.seq_id, num_keep, num_keep + discard)
+        llama_lib.llama_memory_seq_add(memory, slot.seq_id, num_keep + discard, n_past, -discard)
+        del slot.cached[num_keep : num_keep + discard]
 
-    def _logprob(self, token: int, top: int) -> Logprob:
+    def _finish(self, sequence: _Sequence, reason: Literal["stop", "length"]) -> None:
+        """Send the final chunk and end the sequence, keeping its KV as the slot's prefix cache."""
+        text, logprobs = sequence.out.finish()
+        context = None
+        if sequence.request.return_context:
+            # The response's tokens: no EOS, none that reaches into a stop string.
+            out = sequence.out
+            limit_at = out.stop_offset if out.stop_offset is not None else out.decoded_length
+            context = sequence.prompt + [t for t, end in zip(sequence.generated, sequence.ends) if end <= limit_at]
+        eval_ns = time.perf_counter_ns() - sequence.prompt_done_ns
+        log.info(
+            "completion done: prompt %d tokens (%d cached) in %.1f ms, %d tokens in %.1f ms, %s",
+            len(sequence.window), sequence.cached_count, sequence.prompt_ns / 1e6, len(sequence.generated), eval_ns / 1e6, reason,
+        )
+        sequence.sink(
+            CompletionChunk(
+                content=text,
+                logprobs=logprobs or None,
+                eval_count=len(sequence.generated),
+                eval_duration=eval_ns,
+                done=True,
+                done_reason=reason,
+                prompt_eval_count=len(sequence.window),
+                prompt_eval_duration=sequence.prompt_ns,
+                prompt_cached_count=sequence.cached_count,
+                context=context,
+            )
+        )
+        self._end(sequence)
+
+    def _end(self, sequence: _Sequence, *, free_kv: bool = False, error: BaseException | None = None) -> None:
+        """Take the sequence out of the batch and release its slot (and KV when asked or on error)."""
+        self._running.remove(sequence)
+        slot = sequence.slot
+        if slot is not None:
+            if free_kv or error is not None:
+                self._forget(slot, 0)
+            slot.busy = False
+        if error is not None:
+            sequence.sink(error)
+        self._finish_job(sequence)
+
+    def _finish_job(self, job: _Sequence | _EmbedJob) -> None:
+        if isinstance(job, _Sequence):
+            job.sampler.close()
+            job.sink(None)
+        with self._lock:
+            self._active -= 1
+
+    # -- embeddings ---------------------------------------------------------------------
+
+    def _run_embed(self, job: _EmbedJob) -> None:
+        """Embed each text on a free slot, one decode per text, between two steps."""
+        if not job.future.set_running_or_notify_cancel():
+            self._finish_job(job)
+            return
+        loaded = self._model
+        ctx = loaded.ctx
+        slot = min((s for s in self._slots if not s.busy), key=lambda s: (bool(s.cached), s.last_used))
+        slot.busy = True
+        n_out = self._n_embd
+        if llama_lib.llama_pooling_type(ctx) == llama_lib.LLAMA_POOLING_TYPE_RANK:
+            n_out = llama_lib.llama_model_n_cls_out(loaded.model)
+        vectors: list[list[float]] = []
+        try:
+            self._forget(slot, 0)
+            llama_lib.llama_set_embeddings(ctx, True)
+            for tokens in job.tokenized:
+                if job.cancel.is_set():
+                    break
+                n = 0
+                for pos, token in enumerate(tokens):
+                    n = self._put(n, token, pos, slot.seq_id, True)
+                self._batch.n_tokens = n
+                status = llama_lib.llama_decode(ctx, self._batch)
+                if status != 0:
+                    raise RuntimeError(f"llama_decode failed with status {status} (embedding of {n} tokens)")
+                pointer = llama_lib.llama_get_embeddings_seq(ctx, slot.seq_id)
+                vectors.append(pointer[:n_out] if pointer else [0.0] * self._n_embd)
+                self._forget(slot, 0)
+        except Exception as err:
+            job.future.set_exception(err)
+        else:
+            if job.cancel.is_set():
+                job.future.set_exception(concurrent.futures.CancelledError())
+            else:
+                job.future.set_result(EmbeddingResponse(embeddings=vectors, prompt_eval_count=sum(map(len, job.tokenized))))
+        finally:
+            self._forget(slot, 0)
+            llama_lib.llama_set_embeddings(ctx, False)
+            slot.busy = False
+            self._finish_job(job)
+
+    # -- tokens -------------------------------------------------------------------------
+
+    def _logprob(self, index: int, token: int, top: int) -> Logprob:
         """Log-softmax of the raw logits (as llama-server reports them) for ``token`` and the top alternatives."""
-        logits = np.ctypeslib.as_array(llama_lib.llama_get_logits_ith(self.llm.ctx, -1), shape=(self._n_vocab,))
+        logits = np.ctypeslib.as_array(llama_lib.llama_get_logits_ith(self._model.ctx, index), shape=(self._n_vocab,))
         peak = float(logits.max())
         norm = peak + float(np.log(np.exp(logits - peak).sum()))
         alternatives: list[TokenLogprob] = []
@@ -349,7 +649,7 @@ class LlamaEngine:
             size = 64
             while True:
                 buffer = ctypes.create_string_buffer(size)
-                n = llama_lib.llama_token_to_piece(self._vocab, token, buffer, size, 0, True)
+                n = llama_lib.llama_token_to_piece(self._model.vocab, token, buffer, size, 0, True)
                 if n >= 0:
                     break
                 size = -n
@@ -359,3 +659,14 @@ class LlamaEngine:
     def _check_ids(self, tokens: list[int]) -> None:
         if any(t < 0 or t >= self._n_vocab for t in tokens):
             raise InvalidRequest("invalid token id")
+
+
+def _common_prefix(cached: list[int], tokens: list[int], limit: int) -> int:
+    """Length of the common prefix of ``cached`` and ``tokens[:limit]``."""
+    n = min(len(cached), limit)
+    if n <= 0:
+        return 0
+    a = np.asarray(cached[:n])
+    b = np.asarray(tokens[:n])
+    mismatch = np.flatnonzero(a != b)
+    return int(mismatch[0]) if len(mismatch) else n

@@ -1,26 +1,37 @@
-"""Turn a ``LoadSpec`` into a loaded ``llama_cpp.Llama`` (the only place that does).
+"""Turn a ``LoadSpec`` into a loaded llama.cpp model and context (the only place that does).
 
-Kept apart from the engine so the mapping from Ollama's load-time options to
-llama-cpp-python's keyword arguments can be read (and tested) in one function, as
-llama-cpp-python's own ``load_llama_from_model_settings`` does.
+The runner drives llama.cpp's C API directly rather than ``llama_cpp.Llama``: the batched
+engine needs a context with several sequences over one unified KV cache (``n_seq_max``,
+``kv_unified``), which ``Llama`` cannot create, and nothing else of ``Llama`` is used. The
+mapping from Ollama's load-time options to llama.cpp's parameter structs is kept in two
+small functions so it can be read (and tested) in one place.
 """
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import logging
+import os
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
-import llama_cpp
 from llama_cpp import llama_cpp as llama_lib
 
 from ollamapy.gguf_meta import read_gguf
 from ollamapy.runner_protocol import KvCacheType, LoadSpec, SplitMode
 
-__all__ = ["apply_adapters", "declared_pooling_type", "install_llama_log", "llama_kwargs", "load_llama"]
+__all__ = [
+    "LoadedModel",
+    "apply_adapters",
+    "context_params",
+    "declared_pooling_type",
+    "default_threads",
+    "install_llama_log",
+    "load_model",
+    "model_params",
+]
 
 log = logging.getLogger("ollamapy.runner")
 
@@ -36,6 +47,7 @@ _SPLIT_MODES: dict[SplitMode, int] = {
     "row": llama_lib.LLAMA_SPLIT_MODE_ROW,
 }
 
+_ALL_LAYERS = 0x7FFFFFFF  # llama.cpp clamps to the model's layer count
 
 _GGML_LOG_DEBUG = 1  # ggml.h (llama-cpp-python's _logger.py has an outdated table)
 _GGML_LOG_CONT = 5
@@ -54,7 +66,7 @@ def _llama_log(level: int, text: bytes, _data: ctypes.c_void_p) -> None:
 
 
 def install_llama_log() -> None:
-    """Replace llama-cpp-python's log callback (which prints debug lines when verbose)."""
+    """Send llama.cpp's log (buffer sizes, errors) to stderr, where the front parses it."""
     llama_lib.llama_log_set(_llama_log, ctypes.c_void_p(0))
 
 
@@ -67,97 +79,138 @@ def declared_pooling_type(model_path: str) -> int | None:
     return read_gguf(model_path).pooling_type
 
 
-def llama_kwargs(spec: LoadSpec) -> dict[str, Any]:
-    """Map the load spec to ``llama_cpp.Llama(**kwargs)``; adapters are applied afterwards."""
+def default_threads() -> tuple[int, int]:
+    """(generation, batch) threads when ``num_thread`` is 0: llama-cpp-python's defaults."""
+    cores = os.cpu_count() or 1
+    return max(cores // 2, 1), cores
+
+
+@dataclass
+class _Keep:
+    """ctypes objects llama.cpp points into; they must outlive the load call."""
+
+    objects: list[Any] = field(default_factory=list)
+
+
+def model_params(spec: LoadSpec, progress: Callable[[float], bool] | None = None, keep: _Keep | None = None) -> llama_lib.llama_model_params:
+    """``llama_model_params`` for the spec: placement, memory mapping and load progress."""
+    keep = keep if keep is not None else _Keep()
+    params = llama_lib.llama_model_default_params()
+    params.n_gpu_layers = _ALL_LAYERS if spec.n_gpu_layers < 0 else spec.n_gpu_layers
+    params.split_mode = _SPLIT_MODES[spec.split_mode]
+    params.main_gpu = spec.main_gpu
+    if spec.tensor_split:
+        split = (ctypes.c_float * llama_lib.llama_max_devices())(*spec.tensor_split)
+        keep.objects.append(split)
+        params.tensor_split = split
+    if spec.use_mmap and spec.use_mlock:
+        params.load_mode = llama_lib.LLAMA_LOAD_MODE_MMAP_MLOCK
+    elif spec.use_mlock:
+        params.load_mode = llama_lib.LLAMA_LOAD_MODE_MLOCK
+    elif spec.use_mmap:
+        params.load_mode = llama_lib.LLAMA_LOAD_MODE_MMAP
+    else:
+        params.load_mode = llama_lib.LLAMA_LOAD_MODE_NONE
+    if progress is not None:
+
+        @llama_lib.llama_progress_callback
+        def on_progress(fraction: float, _data: ctypes.c_void_p) -> bool:
+            return progress(fraction)
+
+        keep.objects.append(on_progress)
+        params.progress_callback = on_progress
+    return params
+
+
+def context_params(spec: LoadSpec) -> llama_lib.llama_context_params:
+    """``llama_context_params`` for the spec.
+
+    One unified KV cache of ``num_ctx`` cells holds all ``num_parallel`` sequences: on a CPU
+    a batched decode over a unified cache is much faster than over per-sequence streams,
+    and the engine keeps each sequence within its share of the cells.
+    """
     kv_type = spec.kv_cache_type
     if kv_type != "f16" and not spec.flash_attn:
         # llama.cpp refuses a quantized V cache without flash attention; Ollama falls back too.
         log.warning("kv cache type %s needs flash attention, using f16", kv_type)
         kv_type = "f16"
     declared = declared_pooling_type(spec.model_path)
-    kwargs: dict[str, Any] = {
-        "model_path": spec.model_path,
-        # placement
-        "n_gpu_layers": spec.n_gpu_layers,
-        "main_gpu": spec.main_gpu,
-        "split_mode": _SPLIT_MODES[spec.split_mode],
-        "tensor_split": spec.tensor_split,
-        # memory
-        "use_mmap": spec.use_mmap,
-        "use_mlock": spec.use_mlock,
-        # context
-        "n_ctx": spec.num_ctx,
-        "n_batch": spec.num_batch,
-        # one physical batch per logical batch: non-causal embedding models need the whole
-        # input in one ubatch, and Ollama runs llama.cpp this way too.
-        "n_ubatch": spec.num_batch,
-        "flash_attn": spec.flash_attn,
-        "type_k": _KV_TYPES[kv_type],
-        "type_v": _KV_TYPES[kv_type],
-        # embeddings: any runner can embed; mean pooling when the GGUF declares none
-        "embedding": spec.embedding,
-        "pooling_type": llama_lib.LLAMA_POOLING_TYPE_MEAN if declared is None else declared,
-        # sampling default
-        "seed": spec.seed & 0xFFFFFFFF,
-        # llama.cpp's log (buffer sizes, errors) goes to stderr for the front to parse
-        "verbose": True,
-    }
-    if spec.num_thread > 0:
-        kwargs["n_threads"] = spec.num_thread
-        kwargs["n_threads_batch"] = spec.num_thread
-    return kwargs
+    params = llama_lib.llama_context_default_params()
+    params.n_ctx = spec.num_ctx
+    params.n_batch = spec.num_batch
+    # one physical batch per logical batch: non-causal embedding models need the whole
+    # input in one ubatch, and Ollama runs llama.cpp this way too.
+    params.n_ubatch = spec.num_batch
+    params.n_seq_max = spec.num_parallel
+    params.kv_unified = True
+    params.flash_attn_type = llama_lib.LLAMA_FLASH_ATTN_TYPE_ENABLED if spec.flash_attn else llama_lib.LLAMA_FLASH_ATTN_TYPE_DISABLED
+    params.type_k = params.type_v = _KV_TYPES[kv_type]
+    # any runner can embed; mean pooling when the GGUF declares none
+    params.embeddings = spec.embedding
+    params.pooling_type = llama_lib.LLAMA_POOLING_TYPE_MEAN if declared is None else declared
+    threads, batch_threads = (spec.num_thread, spec.num_thread) if spec.num_thread > 0 else default_threads()
+    params.n_threads = threads
+    params.n_threads_batch = batch_threads
+    params.no_perf = True
+    return params
 
 
-@contextlib.contextmanager
-def _load_progress(callback: Callable[[float], bool]) -> Iterator[None]:
-    """Route llama.cpp's model-load progress to ``callback`` while a Llama is constructed.
-
-    ``Llama.__init__`` takes no progress callback, but it builds its model params from
-    ``llama_model_default_params()``; wrapping that function for the duration of the load is
-    the one seam that reaches ``llama_model_params.progress_callback``.
-    """
-    original = llama_lib.llama_model_default_params
-
-    @llama_lib.llama_progress_callback
-    def on_progress(progress: float, _data: ctypes.c_void_p) -> bool:
-        return callback(progress)
-
-    def with_progress() -> llama_lib.llama_model_params:
-        params = original()
-        params.progress_callback = on_progress
-        return params
-
-    llama_lib.llama_model_default_params = with_progress
-    try:
-        yield
-    finally:
-        llama_lib.llama_model_default_params = original
-
-
-def apply_adapters(llm: llama_cpp.Llama, paths: list[str]) -> list[Any]:
-    """Apply LoRA adapters (scale 1.0) to the context; returns the handles to keep alive.
-
-    Done with the low-level API because ``Llama(lora_path=…)`` takes one adapter only and
-    turns mmap off.
-    """
+def apply_adapters(model: llama_lib.llama_model_p, ctx: llama_lib.llama_context_p, paths: list[str]) -> list[Any]:
+    """Apply LoRA adapters (scale 1.0) to the context; returns the handles to keep alive."""
     if not paths:
         return []
     handles = []
     for path in paths:
-        handle = llama_lib.llama_adapter_lora_init(llm.model, path.encode())
+        handle = llama_lib.llama_adapter_lora_init(model, path.encode())
         if not handle:
             raise RuntimeError(f"error: failed to load adapter {path}")
         handles.append(handle)
     array = (llama_lib.llama_adapter_lora_p_ctypes * len(handles))(*handles)
     scales = (ctypes.c_float * len(handles))(*([1.0] * len(handles)))
-    if llama_lib.llama_set_adapters_lora(llm.ctx, array, len(handles), scales) != 0:
+    if llama_lib.llama_set_adapters_lora(ctx, array, len(handles), scales) != 0:
         raise RuntimeError("error: failed to apply adapters")
     return handles
 
 
-def load_llama(spec: LoadSpec, progress: Callable[[float], bool]) -> tuple[llama_cpp.Llama, list[Any]]:
+@dataclass
+class LoadedModel:
+    """A model, its context and what hangs off them; ``close`` frees them."""
+
+    model: llama_lib.llama_model_p
+    ctx: llama_lib.llama_context_p
+    vocab: llama_lib.llama_vocab_p
+    memory: llama_lib.llama_memory_t | None
+    """The KV cache, or None for models without one (non-causal encoders)."""
+    adapters: list[Any]
+
+    def close(self) -> None:
+        if self.ctx:
+            llama_lib.llama_free(self.ctx)
+            self.ctx = None
+        if self.model:
+            llama_lib.llama_model_free(self.model)
+            self.model = None
+
+
+def load_model(spec: LoadSpec, progress: Callable[[float], bool]) -> LoadedModel:
     """Load the model with its adapters; ``progress`` returning False aborts the load."""
     install_llama_log()
-    with _load_progress(progress):
-        llm = llama_cpp.Llama(**llama_kwargs(spec))
-    return llm, apply_adapters(llm, spec.adapters)
+    llama_lib.llama_backend_init()
+    if not os.path.exists(spec.model_path):
+        raise RuntimeError(f"model path does not exist: {spec.model_path}")
+    keep = _Keep()
+    model = llama_lib.llama_model_load_from_file(spec.model_path.encode(), model_params(spec, progress, keep))
+    if not model:
+        raise RuntimeError(f"error loading model {spec.model_path}")
+    ctx = llama_lib.llama_init_from_model(model, context_params(spec))
+    if not ctx:
+        llama_lib.llama_model_free(model)
+        raise RuntimeError(f"error: failed to create a context for {spec.model_path}")
+    memory = llama_lib.llama_get_memory(ctx) or None
+    loaded = LoadedModel(model=model, ctx=ctx, vocab=llama_lib.llama_model_get_vocab(model), memory=memory, adapters=[])
+    try:
+        loaded.adapters = apply_adapters(model, ctx, spec.adapters)
+    except BaseException:
+        loaded.close()
+        raise
+    return loaded

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 
-import llama_cpp
 from llama_cpp import llama_cpp as llama_lib
 from llama_cpp._internals import LlamaSampler
 from llama_cpp.llama_grammar import JSON_GBNF, json_schema_to_gbnf
@@ -34,10 +33,14 @@ def grammar_text(request: CompletionRequest) -> str | None:
     return None
 
 
-def build_sampler(llm: llama_cpp.Llama, request: CompletionRequest, prompt: list[int], n_ctx: int) -> LlamaSampler:
-    """The sampler chain for ``request``; the prompt's last tokens prime the penalties."""
+def build_sampler(
+    vocab: llama_lib.llama_vocab_p, request: CompletionRequest, prompt: list[int], n_ctx: int, default_seed: int = -1
+) -> LlamaSampler:
+    """The sampler chain for ``request`` (one per sequence, so each keeps its own seed,
+    grammar and penalty state); the prompt's last tokens prime the penalties. A request
+    without a seed gets ``default_seed`` (the load spec's), else a random one."""
     chain = LlamaSampler()
-    n_vocab = llm.n_vocab()
+    n_vocab = llama_lib.llama_vocab_n_tokens(vocab)
     last_n = n_ctx if request.repeat_last_n < 0 else request.repeat_last_n
     if last_n > 0 and (request.repeat_penalty != 1.0 or request.frequency_penalty != 0.0 or request.presence_penalty != 0.0):
         chain.add_penalties(n_vocab, last_n, request.repeat_penalty, request.frequency_penalty, request.presence_penalty)
@@ -49,13 +52,13 @@ def build_sampler(llm: llama_cpp.Llama, request: CompletionRequest, prompt: list
 
     grammar = grammar_text(request)
     if grammar is not None:
-        vocab = llama_lib.llama_model_get_vocab(llm.model)
         sampler = llama_lib.llama_sampler_init_grammar(vocab, grammar.encode(), b"root")
         if not sampler:
             raise InvalidRequest("failed to parse grammar")
         llama_lib.llama_sampler_chain_add(chain.sampler, sampler)
 
-    seed = llama_lib.LLAMA_DEFAULT_SEED if request.seed < 0 else request.seed & 0xFFFFFFFF
+    seed = request.seed if request.seed >= 0 else default_seed
+    seed = llama_lib.LLAMA_DEFAULT_SEED if seed < 0 else seed & 0xFFFFFFFF
     if request.temperature <= 0.0:
         chain.add_greedy()
     elif request.mirostat == 1:

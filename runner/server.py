@@ -1,11 +1,11 @@
 """The runner's HTTP server (aiohttp on a Unix socket) in front of an ``Engine``.
 
-The engine works in one dedicated worker thread, so the event loop stays free to answer
-``/health`` and to notice a client that went away; a disconnect (aiohttp cancels the
-handler) sets the request's cancel event and the engine stops within one token, or within
-one graph node while it evaluates the prompt. Completions and embeddings take turns on
-the model (one at a time, waiting in arrival order); tokenize/detokenize only read the
-vocabulary and run beside them.
+The engine decodes in its own thread and serves many completions at once (continuous
+batching); this server only validates requests, hands them to the engine and streams the
+chunks it produces, so the event loop stays free to answer ``/health`` and to notice a
+client that went away. A disconnect (aiohttp cancels the handler) cancels the request's
+sequence, and the engine stops it within one token, or aborts its prompt evaluation.
+Tokenize/detokenize only read the vocabulary and run beside everything else.
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Literal, TypeVar
+from typing import Literal, TypeVar
 
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
@@ -34,14 +34,13 @@ from ollamapy.runner_protocol import (
     TokenizeResponse,
 )
 
-from .engine import Engine
+from .engine import Engine, Ticket
 
 __all__ = ["RunnerServer", "serve"]
 
 log = logging.getLogger("ollamapy.runner")
 
 _Model = TypeVar("_Model", bound=BaseModel)
-_END = object()
 
 
 def _json(model: BaseModel, status: int = 200) -> web.Response:
@@ -52,17 +51,9 @@ def _error(status: int, message: str) -> web.Response:
     return _json(ErrorResponse(error=message), status)
 
 
-async def _settle(future: asyncio.Future[Any]) -> None:
-    """Wait until a worker-thread job is over, even through (repeated) cancellation of the
-    waiting task, which is re-raised afterwards: the model is not free before the job is."""
-    cancelled = False
-    while not future.done():
-        try:
-            await asyncio.wait([future])
-        except asyncio.CancelledError:
-            cancelled = True
-    if cancelled:
-        raise asyncio.CancelledError
+def _cancel_submitted(future: asyncio.Future[Ticket]) -> None:
+    if not future.cancelled() and future.exception() is None:
+        future.result().cancel()
 
 
 class _HTTPError(Exception):
@@ -75,15 +66,15 @@ class _HTTPError(Exception):
 
 
 class RunnerServer:
-    """Routes, load state and the single model worker of one runner process."""
+    """Routes and load state of one runner process."""
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self.status: Literal["loading", "ok"] = "loading"
         self.progress = 0.0
-        self.active = 0
-        self._turn = asyncio.Lock()  # one completion/embedding on the model at a time
-        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="engine")
+        self._submitting = 0  # requests being validated, not yet counted by the engine
+        # Validation (tokenizing, grammar compilation) runs here, off the event loop.
+        self._worker = ThreadPoolExecutor(max_workers=2, thread_name_prefix="validate")
 
     def app(self) -> web.Application:
         app = web.Application(middlewares=[self._errors])
@@ -95,7 +86,7 @@ class RunnerServer:
         return app
 
     async def load(self, spec: LoadSpec) -> None:
-        """Load the model in the worker thread; /health reports progress meanwhile."""
+        """Load the model in a worker thread; /health reports progress meanwhile."""
         await asyncio.get_running_loop().run_in_executor(self._worker, self.engine.load, spec, self._on_progress)
         self.progress = 1.0
         self.status = "ok"
@@ -137,7 +128,7 @@ class RunnerServer:
                 status=self.status,
                 progress=self.progress,
                 tokens_generated=self.engine.tokens_generated,
-                active=self.active,
+                active=self._submitting + self.engine.active,
             )
         )
 
@@ -145,36 +136,28 @@ class RunnerServer:
         body = await self._parse(request, CompletionRequest)
         self._require_loaded()
         loop = asyncio.get_running_loop()
-        cancel = threading.Event()
-        self.active += 1
+        queue: asyncio.Queue[CompletionChunk | BaseException | None] = asyncio.Queue()
+
+        def sink(item: CompletionChunk | BaseException | None) -> None:
+            loop.call_soon_threadsafe(queue.put_nowait, item)
+
+        self._submitting += 1
+        submitted = loop.run_in_executor(self._worker, self.engine.submit, body, sink)
         try:
-            async with self._turn:
-                # Validation (tokenizing, grammar) happens here, so bad input is still a 400.
-                stream = await loop.run_in_executor(self._worker, self.engine.complete, body, cancel)
-                queue: asyncio.Queue[object] = asyncio.Queue()
-                worker = loop.run_in_executor(self._worker, self._pump, stream, queue, loop)
-                try:
-                    return await self._send_stream(request, queue)
-                finally:
-                    cancel.set()
-                    await _settle(worker)
+            # Bad input (tokens, grammar) raises here, so it is still a 400.
+            ticket = await asyncio.shield(submitted)
+        except asyncio.CancelledError:
+            submitted.add_done_callback(_cancel_submitted)  # the client left while we validated
+            raise
         finally:
-            self.active -= 1
+            self._submitting -= 1
+        try:
+            return await self._send_stream(request, queue)
+        finally:
+            ticket.cancel()  # a no-op once the sequence is over
 
     @staticmethod
-    def _pump(stream: Iterator[CompletionChunk], queue: asyncio.Queue[object], loop: asyncio.AbstractEventLoop) -> None:
-        """Worker thread: move chunks from the engine to the event loop."""
-        try:
-            for chunk in stream:
-                loop.call_soon_threadsafe(queue.put_nowait, chunk)
-        except Exception as err:  # reported to the client as a final error line
-            log.exception("error: completion failed")
-            loop.call_soon_threadsafe(queue.put_nowait, err)
-        finally:
-            loop.call_soon_threadsafe(queue.put_nowait, _END)
-
-    @staticmethod
-    async def _send_stream(request: web.Request, queue: asyncio.Queue[object]) -> web.StreamResponse:
+    async def _send_stream(request: web.Request, queue: asyncio.Queue[CompletionChunk | BaseException | None]) -> web.StreamResponse:
         response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
         await response.prepare(request)
         try:
@@ -185,12 +168,12 @@ class RunnerServer:
                 lines: list[bytes] = []
                 ended = False
                 for item in items:
-                    if item is _END:
+                    if item is None:
                         ended = True
-                    elif isinstance(item, Exception):
-                        lines.append(ErrorResponse(error=str(item) or type(item).__name__).model_dump_json().encode() + b"\n")
                     elif isinstance(item, CompletionChunk):
                         lines.append(item.model_dump_json().encode() + b"\n")
+                    else:  # the engine failed: a final error line
+                        lines.append(ErrorResponse(error=str(item) or type(item).__name__).model_dump_json().encode() + b"\n")
                 if lines:
                     await response.write(b"".join(lines))
                 if ended:
@@ -203,18 +186,17 @@ class RunnerServer:
     async def embedding(self, request: web.Request) -> web.Response:
         body = await self._parse(request, EmbeddingRequest)
         self._require_loaded()
+        loop = asyncio.get_running_loop()
         cancel = threading.Event()
-        self.active += 1
+        self._submitting += 1
         try:
-            async with self._turn:
-                work = asyncio.get_running_loop().run_in_executor(self._worker, self.engine.embed, body.content, cancel)
-                try:
-                    return _json(await asyncio.shield(work))
-                finally:
-                    cancel.set()
-                    await _settle(work)
+            future = await loop.run_in_executor(self._worker, self.engine.embed, body.content, cancel)
         finally:
-            self.active -= 1
+            self._submitting -= 1
+        try:
+            return _json(await asyncio.wrap_future(future))
+        finally:
+            cancel.set()
 
     async def tokenize(self, request: web.Request) -> web.Response:
         body = await self._parse(request, TokenizeRequest)
