@@ -406,9 +406,13 @@ def _think(req: ChatCompletionRequest) -> bool | str | None:
     return _EFFORTS[effort]
 
 
-def _function_name(tool: dict[str, Any]) -> str:
+def _function(tool: dict[str, Any]) -> dict[str, Any]:
     function = tool.get("function")
-    return str(function.get("name", "")) if isinstance(function, dict) else ""
+    return function if isinstance(function, dict) else {}
+
+
+def _function_name(tool: dict[str, Any]) -> str:
+    return str(_function(tool).get("name", ""))
 
 
 def _forced_tools(req: ChatCompletionRequest) -> list[dict[str, Any]]:
@@ -443,8 +447,7 @@ def tool_call_schema(tools: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """
     variants = []
     for tool in tools:
-        function = tool.get("function") if isinstance(tool.get("function"), dict) else {}
-        parameters = function.get("parameters") or {"type": "object"}
+        parameters = _function(tool).get("parameters") or {"type": "object"}
         variants.append(
             {
                 "type": "object",
@@ -465,26 +468,28 @@ def from_chat_request(req: ChatCompletionRequest) -> ChatRequest:
     """
     forced = _forced_tools(req)
     fmt = tool_call_schema(forced) if forced else _response_format(req.response_format)
-    return ChatRequest(
-        model=req.model,
-        messages=_messages(req.messages),
-        format=fmt,
-        options=_sampling(
-            stop=req.stop,
-            strict_stop=False,
-            max_tokens=req.max_tokens if req.max_tokens is not None else req.max_completion_tokens,
-            temperature=req.temperature,
-            top_p=req.top_p,
-            seed=req.seed,
-            frequency_penalty=req.frequency_penalty,
-            presence_penalty=req.presence_penalty,
-        ),
-        stream=req.stream,
-        tools=None if req.tool_choice == "none" else req.tools,
-        think=_think(req),
-        logprobs=bool(req.logprobs),
-        top_logprobs=req.top_logprobs,
-        debug_render_only=req.debug_render_only,
+    return ChatRequest.model_validate(
+        {
+            "model": req.model,
+            "messages": _messages(req.messages),
+            "format": fmt,
+            "options": _sampling(
+                stop=req.stop,
+                strict_stop=False,
+                max_tokens=req.max_tokens if req.max_tokens is not None else req.max_completion_tokens,
+                temperature=req.temperature,
+                top_p=req.top_p,
+                seed=req.seed,
+                frequency_penalty=req.frequency_penalty,
+                presence_penalty=req.presence_penalty,
+            ),
+            "stream": req.stream,
+            "tools": None if req.tool_choice == "none" else req.tools,
+            "think": _think(req),
+            "logprobs": bool(req.logprobs),
+            "top_logprobs": req.top_logprobs,
+            "_debug_render_only": req.debug_render_only,
+        }
     )
 
 
@@ -661,15 +666,17 @@ def from_completion_request(req: CompletionRequest) -> GenerateRequest:
         frequency_penalty=req.frequency_penalty,
         presence_penalty=req.presence_penalty,
     )
-    return GenerateRequest(
-        model=req.model,
-        prompt=_prompt(req.prompt),
-        suffix=req.suffix,
-        options=options,
-        stream=req.stream,
-        logprobs=req.logprobs is not None,
-        top_logprobs=req.logprobs or 0,
-        debug_render_only=req.debug_render_only,
+    return GenerateRequest.model_validate(
+        {
+            "model": req.model,
+            "prompt": _prompt(req.prompt),
+            "suffix": req.suffix,
+            "options": options,
+            "stream": req.stream,
+            "logprobs": req.logprobs is not None,
+            "top_logprobs": req.logprobs or 0,
+            "_debug_render_only": req.debug_render_only,
+        }
     )
 
 

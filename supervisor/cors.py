@@ -21,10 +21,11 @@ from __future__ import annotations
 import ipaddress
 import re
 import socket
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 
 import psutil
 from aiohttp import web
+from aiohttp.typedefs import Handler, Middleware
 
 from ollamapy import envconfig
 
@@ -36,9 +37,6 @@ __all__ = [
     "is_loopback_listener",
     "setup_browser_safety",
 ]
-
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-Middleware = Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]
 
 ALLOWED_HEADERS = (
     "Authorization",

@@ -110,6 +110,11 @@ def test_logprobs_map_to_native() -> None:
     assert from_chat_request(_chat()).logprobs is False
 
 
+def test_debug_render_only_passes_through() -> None:
+    assert from_chat_request(_chat(_debug_render_only=True)).debug_render_only is True
+    assert from_completion_request(_completion(_debug_render_only=True)).debug_render_only is True
+
+
 def test_content_parts_become_separate_messages() -> None:
     png = base64.b64encode(b"\x89PNG").decode()
     parts = [
@@ -395,7 +400,7 @@ def test_to_completion() -> None:
 
 def test_completion_stream_with_logprobs_and_usage() -> None:
     stream = CompletionStream("cmpl-1", 99, include_usage=True)
-    lp = lambda tok: [{"token": tok, "logprob": -0.2, "top_logprobs": [{"token": tok, "logprob": -0.2}]}]  # noqa: E731
+    lp = lambda tok: [{"token": tok, "logprob": -0.2, "top_logprobs": [{"token": tok, "logprob": -0.2}]}]
     chunks = stream.feed({"model": "m", "response": "ab", "done": False, "logprobs": lp("ab")})
     chunks += stream.feed({"model": "m", "response": "c", "done": False, "logprobs": lp("c")})
     chunks += stream.feed({"model": "m", "response": "", "done": True, "done_reason": "length", "prompt_eval_count": 1, "eval_count": 2})
