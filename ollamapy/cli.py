@@ -2,9 +2,10 @@
 
 Every verb except ``serve`` and ``import-default`` goes through :class:`~ollamapy.client.Client`
 to ``OLLAMA_HOST``, as Ollama's CLI goes through ``api.Client``, so the same commands
-manage a remote server. Output copies Ollama's (``display`` holds the formatting), and so
-do failures: one line ``Error: <message>`` on stderr and exit status 1, including for
-wrong arguments, which use cobra's wording (``accepts 1 arg(s), received 0``).
+manage a remote server. Output copies Ollama's (``display`` holds the formatting, ``cli_run``
+and ``interactive`` what ``run`` does), and so do failures: one line ``Error: <message>``
+on stderr and exit status 1, including for wrong arguments, which use cobra's wording
+(``accepts 1 arg(s), received 0``).
 """
 
 from __future__ import annotations
@@ -19,8 +20,30 @@ from typing import Any, ClassVar, NoReturn, TypeVar
 import click
 
 from ollamapy import __version__, envconfig
+from ollamapy.cli_plan import plan_command
+from ollamapy.cli_run import (
+    RunOptions,
+    apply_show_response,
+    embed_once,
+    generate_once,
+    infer_think,
+    is_not_found,
+    load_model,
+    parse_think_flag,
+    pull_with_progress,
+    push_with_progress,
+    show_or_pull,
+    unload_model,
+)
 from ollamapy.client import Client, ClientError
-from ollamapy.display import ProgressView, format_list, format_show_info
+from ollamapy.display import (
+    ProgressView,
+    ResponseWriter,
+    format_list,
+    format_ps,
+    format_show_info,
+)
+from ollamapy.durations import parse_go_duration
 from ollamapy.errors import OllamapyError
 
 __all__ = ["main"]
@@ -66,11 +89,32 @@ def _env_docs(names: Sequence[str]) -> str:
 
 
 class _Command(click.Command):
-    """A verb whose help ends with the environment variables it reads, verbatim."""
+    """A verb whose help ends with the environment variables it reads, verbatim.
 
-    def __init__(self, *args: Any, env: Sequence[str] = ("OLLAMA_HOST",), **kwargs: Any) -> None:
+    ``optional_values`` names flags whose value may be left out, like cobra's
+    ``NoOptDefVal``: a bare ``--think`` means ``--think=true``, and only the ``=`` form
+    gives another value, so ``run m --think "a prompt"`` keeps its prompt.
+    """
+
+    def __init__(
+        self,
+        *args: Any,
+        env: Sequence[str] = ("OLLAMA_HOST",),
+        optional_values: dict[str, str] | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.env = tuple(env)
+        self.optional_values = optional_values or {}
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if self.optional_values:
+            end = args.index("--") if "--" in args else len(args)
+            args = [
+                f"{arg}={self.optional_values[arg]}" if index < end and arg in self.optional_values else arg
+                for index, arg in enumerate(args)
+            ]
+        return super().parse_args(ctx, args)
 
     def format_epilog(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         docs = _env_docs(self.env)
@@ -232,13 +276,19 @@ def _sha256_file(path: Path) -> str:
 async def _upload(client: Client, view: ProgressView, path: Path) -> str:
     """Hash a local file and upload it unless the server has it; return its digest."""
     digest = await asyncio.to_thread(_sha256_file, path)
-    key = f"copying file {digest}"
-    view.spinner(key, f"{key} 0%")
-    if not await client.head_blob(digest):
-        size = max(path.stat().st_size, 1)
-        await client.create_blob(digest, path, lambda sent: view.set_message(key, f"{key} {100 * sent // size}%"))
-    view.set_message(key, f"{key} 100%")
-    view.stop_line(key)
+    label = f"copying file {digest}"
+    spinner = view.spinner(f"{label} 0%")
+    try:
+        if not await client.head_blob(digest):
+            size = max(path.stat().st_size, 1)
+
+            def progress(sent: int) -> None:
+                spinner.message = f"{label} {100 * sent // size}%"
+
+            await client.create_blob(digest, path, progress)
+        spinner.message = f"{label} 100%"
+    finally:
+        view.stop_spinner(spinner)
     return digest
 
 
@@ -265,7 +315,7 @@ async def _create(client: Client, name: str, file: str | None, quantize: str, dr
                 if not digest:
                     request[kind][filename] = await _upload(client, view, local_files[filename])
         async for event in client.create(request):
-            view.handle(event)
+            view.handle(event, "create")
 
 
 @main.command("show", cls=_Command)
@@ -297,12 +347,147 @@ def show(
     click.echo(str(value), nl=chosen[0] not in ("system", "template"))
 
 
+@main.command(
+    "run",
+    cls=_Command,
+    env=("OLLAMA_HOST", "OLLAMA_NOHISTORY"),
+    optional_values={"--think": "true", "--truncate": "true"},
+)
+@click.argument("args", nargs=-1, metavar="MODEL [PROMPT]")
+@click.option("--keepalive", default="", metavar="string", help="Duration to keep a model loaded (e.g. 5m)")
+@click.option("--verbose", is_flag=True, help="Show timings for response")
+@click.option("--insecure", is_flag=True, help="Use an insecure registry")
+@click.option("--nowordwrap", is_flag=True, help="Don't wrap words to the next line automatically")
+@click.option("--format", "format_", default="", metavar="string", help="Response format (e.g. json)")
+@click.option(
+    "--think", default=None, metavar="string[=\"true\"]",
+    help="Enable thinking mode: true/false or high/medium/low for supported models",
+)
+@click.option("--hidethinking", is_flag=True, help="Hide thinking output (if provided)")
+@click.option(
+    "--truncate", default=None, metavar="", type=click.Choice(["true", "false"]),
+    help="For embedding models: truncate inputs exceeding context length (default: true). Set --truncate=false to error instead",
+)
+@click.option("--dimensions", default=0, type=int, metavar="int", help="Truncate output embeddings to specified dimension (embedding models only)")
+def run(
+    args: tuple[str, ...],
+    keepalive: str,
+    verbose: bool,
+    insecure: bool,
+    nowordwrap: bool,
+    format_: str,
+    think: str | None,
+    hidethinking: bool,
+    truncate: str | None,
+    dimensions: int,
+) -> None:
+    """Run a model"""
+    _check_args(args, minimum=1)
+    opts = RunOptions(model=args[0], word_wrap=not nowordwrap, format=format_, hide_thinking=hidethinking, verbose=verbose)
+    if think is not None:
+        opts.think = parse_think_flag(think)
+    if keepalive:
+        try:
+            opts.keep_alive = parse_go_duration(keepalive)
+        except ValueError as err:
+            raise CliError(str(err)) from None
+
+    prompts = list(args[1:])
+    interactive = True
+    if not sys.stdin.isatty():
+        piped = sys.stdin.read()
+        if piped:
+            prompts.insert(0, piped)
+        interactive = False
+    opts.prompt = " ".join(prompts)
+    if prompts or not sys.stdout.isatty():
+        interactive = False
+
+    async def run_model(client: Client) -> None:
+        info = await show_or_pull(client, opts.model, insecure)
+        capabilities = info.get("capabilities") or []
+        opts.think = infer_think(capabilities, opts, think is not None)
+        apply_show_response(opts, info)
+        if "embedding" in capabilities:
+            await embed_once(client, opts.model, opts.prompt, opts.keep_alive, None if truncate is None else truncate == "true", dimensions)
+            return
+        if "image" in capabilities:
+            raise CliError("image generation models are not currently supported")
+        if not interactive:
+            if opts.multimodal:
+                from ollamapy.interactive import extract_file_data
+
+                opts.prompt, opts.images = extract_file_data(opts.prompt)
+            await generate_once(client, opts)
+            return
+        from ollamapy.interactive import repl
+
+        await load_model(client, opts)
+        _replay(info.get("messages") or [], opts.word_wrap)
+        await repl(client, opts, think is not None)
+
+    _run(run_model)
+
+
+def _replay(messages: Sequence[dict[str, Any]], word_wrap: bool) -> None:
+    """Show a model's own MESSAGEs before the first prompt, as the chat so far."""
+    for message in messages:
+        if message.get("role") == "user":
+            click.echo(f">>> {message.get('content', '')}")
+        elif message.get("role") == "assistant":
+            ResponseWriter(sys.stdout, word_wrap).write(str(message.get("content", "")))
+            click.echo("\n")
+
+
+@main.command("stop", cls=_Command)
+@click.argument("args", nargs=-1, metavar="MODEL")
+def stop(args: tuple[str, ...]) -> None:
+    """Stop a running model"""
+    _check_args(args, exact=1)
+
+    async def unload(client: Client) -> None:
+        try:
+            await unload_model(client, args[0])
+        except ClientError as err:
+            if is_not_found(err):
+                raise CliError(f'couldn\'t find model "{args[0]}" to stop') from None
+            raise
+
+    _run(unload)
+
+
+@main.command("pull", cls=_Command)
+@click.argument("args", nargs=-1, metavar="MODEL")
+@click.option("--insecure", is_flag=True, help="Use an insecure registry")
+def pull(args: tuple[str, ...], insecure: bool) -> None:
+    """Pull a model from a registry"""
+    _check_args(args, exact=1)
+    _run(lambda client: pull_with_progress(client, args[0], insecure))
+
+
+@main.command("push", cls=_Command)
+@click.argument("args", nargs=-1, metavar="MODEL")
+@click.option("--insecure", is_flag=True, help="Use an insecure registry")
+def push(args: tuple[str, ...], insecure: bool) -> None:
+    """Push a model to a registry"""
+    _check_args(args, exact=1)
+    _run(lambda client: push_with_progress(client, args[0], insecure))
+
+
 @main.command("list", cls=_Command)
 @click.argument("args", nargs=-1, metavar="[PREFIX]")
 def list_(args: tuple[str, ...]) -> None:
     """List models"""
     resp = _run(lambda client: client.list())
     click.echo(format_list(resp.get("models") or [], args[0] if args else None), nl=False)
+
+
+@main.command("ps", cls=_Command)
+@click.argument("args", nargs=-1, metavar="[PREFIX]")
+def ps(args: tuple[str, ...]) -> None:
+    """List running models"""
+    resp = _run(lambda client: client.ps())
+    click.echo(format_ps(resp.get("models") or [], args[0] if args else None), nl=False)
 
 
 @main.command("cp", cls=_Command)
@@ -322,10 +507,18 @@ def remove(args: tuple[str, ...]) -> None:
 
     async def delete_all(client: Client) -> None:
         for name in args:
+            try:  # unload it first, if it is running
+                await unload_model(client, name)
+            except ClientError as err:
+                if not is_not_found(err):
+                    click.echo(f"Warning: unable to stop model '{name}'", err=True)
             await client.delete(name)
             click.echo(f"deleted '{name}'")
 
     _run(delete_all)
+
+
+main.add_command(plan_command, "plan")
 
 
 @main.command("import-default", cls=_Command, env=("OLLAMA_MODELS",))

@@ -225,11 +225,21 @@ class Client:
         """``GET /api/ps``: the loaded models."""
         return await self._json("GET", "/api/ps")
 
-    async def show(self, model: str, verbose: bool = False) -> dict[str, Any]:
-        """``POST /api/show``: a model's details, Modelfile, parameters, template, …"""
+    async def show(
+        self, model: str, verbose: bool = False, system: str = "", options: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """``POST /api/show``: a model's details, Modelfile, parameters, template, …
+
+        ``system`` and ``options`` describe a session's overrides, as the REPL's ``/show``
+        sends them.
+        """
         body: dict[str, Any] = {"model": model}
         if verbose:
             body["verbose"] = True
+        if system:
+            body["system"] = system
+        if options:
+            body["options"] = options
         return await self._json("POST", "/api/show", body)
 
     async def copy(self, source: str, destination: str) -> None:

@@ -4,32 +4,46 @@ Ollama's CLI formats sizes, ages and counts with its ``format`` package (``Human
 ``HumanTime``, ``HumanNumber``) and lays tables out with ``olekukonko/tablewriter`` v0.0.5
 (no borders, left aligned, cells padded to the column width and followed by the table
 padding, long cells wrapped at 30 columns by a minimum-raggedness word wrap). Scripts and
-people compare ``ollamapy list`` / ``ollamapy show`` output with Ollama's, so these
-functions reproduce those rules exactly, trailing spaces included. ``ProgressView`` draws
-the NDJSON progress streams (create now, pull and push later) as Ollama's progress
-package does: a live spinner per status line on a terminal, plain final lines otherwise.
+people compare ``ollamapy list`` / ``ps`` / ``show`` output with Ollama's, so these
+functions reproduce those rules exactly, trailing spaces included.
+
+The rest is what ``run`` and the transfer verbs draw: :class:`ResponseWriter` streams a
+model's answer with Ollama's word wrap, :func:`format_metrics` is the ``--verbose`` timing
+block, and :class:`ProgressView` is Ollama's progress package (spinners and transfer bars
+with speed and time left) for create, pull and push.
 """
 
 from __future__ import annotations
 
+import io
+import json
 import math
+import os
+import struct
+import sys
+import threading
 import time
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Any, Self, TypeGuard
+from typing import IO, Any, Self, TypeGuard
 
-from rich.cells import cell_len
-from rich.console import Console, Group, RenderableType
-from rich.live import Live
-from rich.spinner import Spinner
-from rich.text import Text
+from rich.cells import cell_len, get_character_cell_size
+
+from ollamapy.durations import format_go_duration
 
 __all__ = [
+    "COLOR_BOLD",
+    "COLOR_DEFAULT",
+    "COLOR_GREY",
     "ProgressView",
+    "ResponseWriter",
+    "format_embedding",
     "format_list",
+    "format_metrics",
+    "format_ps",
     "format_show_info",
+    "format_transfer_eta",
     "go_format_f",
     "go_format_g",
     "human_bytes",
@@ -37,8 +51,16 @@ __all__ = [
     "human_number",
     "human_time",
     "parse_time",
+    "processor_label",
     "render_table",
+    "render_tool_calls",
+    "thinking_closing_text",
+    "thinking_opening_text",
 ]
+
+COLOR_GREY = "\x1b[38;5;245m"
+COLOR_BOLD = "\x1b[1m"
+COLOR_DEFAULT = "\x1b[0m"
 
 _KB, _MB, _GB, _TB = 1000, 1000**2, 1000**3, 1000**4
 
@@ -306,6 +328,49 @@ def format_list(models: Iterable[Mapping[str, Any]], prefix: str | None = None, 
     return render_table(rows, ["NAME", "ID", "SIZE", "MODIFIED"])
 
 
+def processor_label(size: int, size_vram: int) -> str:
+    """``ollama ps``'s PROCESSOR: ``100% GPU``, ``100% CPU``, ``48%/52% CPU/GPU`` or ``Unknown``."""
+    if size_vram == 0:
+        return "100% CPU"
+    if size_vram == size:
+        return "100% GPU"
+    if size_vram > size or size == 0:
+        return "Unknown"
+    cpu = _go_round((size - size_vram) / size * 100)
+    return f"{cpu}%/{100 - cpu}% CPU/GPU"
+
+
+def format_ps(models: Iterable[Mapping[str, Any]], prefix: str | None = None, now: datetime | None = None) -> str:
+    """``ollama ps``: NAME, ID, SIZE, PROCESSOR, CONTEXT, UNTIL (``4 minutes from now``,
+    ``Forever``, or ``Stopping...`` once the expiry has passed); ``prefix`` keeps the
+    models whose name starts with it (case-sensitive, as Ollama's).
+
+    PROCESSOR is the server's own placement label when it sends one (ollamapy's extra
+    ``placement`` object), else computed from ``size``/``size_vram`` as Ollama does.
+    """
+    now = now or datetime.now(UTC)
+    rows = []
+    for model in models:
+        if prefix and not str(model.get("model", "")).startswith(prefix):
+            continue
+        size, size_vram = int(model.get("size") or 0), int(model.get("size_vram") or 0)
+        placement = model.get("placement")
+        processor = placement.get("processor") if isinstance(placement, Mapping) else None
+        expires = parse_time(model.get("expires_at"))
+        until = "Stopping..." if expires is None or expires < now else human_time(expires, "Never", now)
+        rows.append(
+            [
+                str(model.get("name", "")),
+                str(model.get("digest", ""))[:12],
+                human_bytes(size),
+                str(processor or processor_label(size, size_vram)),
+                str(int(model.get("context_length") or 0)),
+                until,
+            ]
+        )
+    return render_table(rows, ["NAME", "ID", "SIZE", "PROCESSOR", "CONTEXT", "UNTIL"])
+
+
 def _is_number(value: Any) -> TypeGuard[int | float]:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
@@ -441,68 +506,315 @@ def format_show_info(resp: Mapping[str, Any], verbose: bool = False) -> str:
     return "".join(out)
 
 
-_BAR_LEFT, _BAR_FULL, _BAR_RIGHT = "\u2595", "\u2588", "\u258f"
+# --- run: the streamed answer, thinking, tool calls, timings, embeddings ----------------
 
 
-@dataclass
-class _ProgressLine:
-    """One line of a progress display: a spinner (``total`` None) or a byte bar."""
+class ResponseWriter:
+    """Streams a model's answer to ``stream`` with Ollama's word wrap (``displayResponse``).
 
-    message: str
-    total: int | None = None
-    completed: int = 0
-    stopped: bool = False
-    spinner: Spinner = field(default_factory=lambda: Spinner("dots"))
+    Wrapping applies only on a terminal at least 10 columns wide: a line may grow to the
+    width minus 5, then the word being written is moved to the next line (the cursor
+    backs up over it and clears to the end of the line). A word longer than the width
+    minus 10 is not moved but broken where it is. One writer serves one answer.
+    """
 
-    def final(self) -> str:
-        """The line as it stays on screen once stopped."""
-        if self.total is None:
-            return self.message
-        return f"{self.message} {self._bar()} {human_bytes(self.total)}"
+    def __init__(self, stream: IO[str], word_wrap: bool) -> None:
+        self._stream = stream
+        self.word_wrap = word_wrap
+        self._line_length = 0
+        self._word = ""
 
-    def _bar(self) -> str:
-        fraction = min(self.completed / self.total, 1.0) if self.total else 1.0
-        filled = int(fraction * 25)
-        return f"{int(fraction * 100):3d}% {_BAR_LEFT}{_BAR_FULL * filled}{' ' * (25 - filled)}{_BAR_RIGHT}"
+    def write(self, content: str) -> None:
+        """Print the next piece of the answer."""
+        width = _terminal_size(self._stream)[0]
+        if not (self.word_wrap and width >= 10):
+            self._stream.write(content)
+            self._word = ""
+            self._stream.flush()
+            return
+        out: list[str] = []
+        for char in content:
+            char_width = get_character_cell_size(char)
+            if self._line_length + 1 > width - 5:
+                word_width = cell_len(self._word)
+                if word_width > width - 10:
+                    # Ollama prints the word again here; it is already on screen.
+                    out.append(char)
+                    self._word = ""
+                    self._line_length = 0
+                    continue
+                if word_width:
+                    out.append(f"\x1b[{word_width}D")
+                out.append("\x1b[K\n" + self._word + char)
+                self._line_length = word_width + char_width
+                continue
+            out.append(char)
+            self._line_length += char_width
+            if char_width >= 2 or char in " \t":
+                self._word = ""
+            elif char in "\n\r":
+                self._line_length = 0
+                self._word = ""
+            else:
+                self._word += char
+        self._stream.write("".join(out))
+        self._stream.flush()
 
-    def live(self, now: float) -> Text:
-        """The line while it runs: one terminal row, cut with an ellipsis if too wide."""
-        if self.total is not None:
-            text = f"{self.message} {self._bar()} {human_bytes(self.completed)}/{human_bytes(self.total)}"
+
+def thinking_opening_text(plain: bool) -> str:
+    """What precedes a thinking model's thoughts: ``Thinking...``, bold grey on a terminal."""
+    text = "Thinking...\n"
+    return text if plain else COLOR_GREY + COLOR_BOLD + text + COLOR_DEFAULT + COLOR_GREY
+
+
+def thinking_closing_text(plain: bool) -> str:
+    """What follows the thoughts: ``...done thinking.`` and a blank line."""
+    text = "...done thinking.\n\n"
+    return text if plain else COLOR_GREY + COLOR_BOLD + text + COLOR_DEFAULT
+
+
+def _go_json(value: Any) -> str:
+    """Go's ``json.Marshal``: compact, map keys sorted, ``<``, ``>`` and ``&`` escaped."""
+    text = json.dumps(value, separators=(",", ":"), sort_keys=True, ensure_ascii=False)
+    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+
+
+def render_tool_calls(tool_calls: Sequence[Mapping[str, Any]], plain: bool) -> str:
+    """The CLI registers no tools, so a tool call is reported as a call to a missing function."""
+    explanation, values = ("", "") if plain else (COLOR_GREY + COLOR_BOLD, COLOR_DEFAULT)
+    lines = []
+    for call in tool_calls:
+        function = call.get("function") or {}
+        arguments = _go_json(function.get("arguments") or {})
+        name = str(function.get("name", ""))
+        lines.append(
+            f"  Model called a non-existent function '{values}{name}{explanation}()' "
+            f"with arguments: {values}{arguments}{explanation}"
+        )
+    out = "\n".join(lines)
+    return out if plain else explanation + out + COLOR_DEFAULT
+
+
+def _go_duration_ns(ns: int) -> str:
+    return format_go_duration(ns / 1_000_000_000)
+
+
+def format_metrics(metrics: Mapping[str, Any]) -> str:
+    """The ``--verbose`` / ``/set verbose`` timing block (Ollama's ``Metrics.Summary``)
+    from a final response's nanosecond counters; absent or zero values are left out."""
+
+    def value(key: str) -> int:
+        return int(metrics.get(key) or 0)
+
+    lines = []
+    if value("total_duration") > 0:
+        lines.append(f"total duration:       {_go_duration_ns(value('total_duration'))}")
+    if value("load_duration") > 0:
+        lines.append(f"load duration:        {_go_duration_ns(value('load_duration'))}")
+    if value("prompt_eval_count") > 0:
+        lines.append(f"prompt eval count:    {value('prompt_eval_count')} token(s)")
+    if value("prompt_eval_duration") > 0:
+        duration = value("prompt_eval_duration")
+        lines.append(f"prompt eval duration: {_go_duration_ns(duration)}")
+        lines.append(f"prompt eval rate:     {value('prompt_eval_count') / (duration / 1e9):.2f} tokens/s")
+    if value("eval_count") > 0:
+        lines.append(f"eval count:           {value('eval_count')} token(s)")
+    if value("eval_duration") > 0:
+        duration = value("eval_duration")
+        lines.append(f"eval duration:        {_go_duration_ns(duration)}")
+        lines.append(f"eval rate:            {value('eval_count') / (duration / 1e9):.2f} tokens/s")
+    return "".join(line + "\n" for line in lines)
+
+
+def _float32(value: float) -> float:
+    return float(struct.unpack("<f", struct.pack("<f", value))[0])
+
+
+_FLOAT32_EXP_BELOW = _float32(1e-6)
+
+
+def _go_json_float32(value: float) -> str:
+    """One float32 as Go's ``encoding/json`` writes it: shortest digits that read back to
+    the same float32, in exponent form only below 1e-6 or from 1e21 (``1e-7``, no ``07``)."""
+    single = _float32(value)
+    if single == 0:
+        return "-0" if math.copysign(1.0, single) < 0 else "0"
+    for precision in range(9):
+        text = f"{single:.{precision}e}"
+        if _float32(float(text)) == single:
+            break
+    mantissa, exponent_text = text.split("e")
+    digits = mantissa.lstrip("-").replace(".", "").rstrip("0") or "0"
+    exponent = int(exponent_text)
+    sign = "-" if single < 0 else ""
+    if abs(single) < _FLOAT32_EXP_BELOW or abs(single) >= 1e21:
+        short = digits[0] + ("." + digits[1:] if len(digits) > 1 else "")
+        exp = f"e-{-exponent}" if -10 < exponent < 0 else f"e{'-' if exponent < 0 else '+'}{abs(exponent):02d}"
+        return sign + short + exp
+    return sign + _fixed(digits, exponent + 1)
+
+
+def format_embedding(vector: Iterable[float]) -> str:
+    """An embedding as ``ollama run`` prints it: a JSON array of float32 values."""
+    return "[" + ",".join(_go_json_float32(float(x)) for x in vector) + "]"
+
+
+# --- progress (Ollama's progress package) ----------------------------------------------
+
+_SPINNER_FRAMES = "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"
+_TICK = 0.1
+"""Seconds between redraws and between spinner frames, as Ollama's 100 ms tickers."""
+
+_DEFAULT_TERM_WIDTH, _DEFAULT_TERM_HEIGHT = 80, 24
+_MAX_RATE_BUCKETS = 10
+
+
+def _terminal_size(stream: IO[str]) -> tuple[int, int]:
+    """The terminal's (columns, rows) behind ``stream``, or (0, 0) when it is not one."""
+    try:
+        size = os.get_terminal_size(stream.fileno())
+    except (OSError, ValueError, AttributeError, io.UnsupportedOperation):
+        return 0, 0
+    return size.columns, size.lines
+
+
+def _pad_left(text: str, width: int) -> str:
+    return " " * max(0, width - len(text)) + text
+
+
+def _round_seconds(seconds: float) -> float:
+    """Go's ``Duration.Round(time.Second).Seconds()``."""
+    return float(_go_round(seconds))
+
+
+def format_transfer_eta(seconds: int) -> str:
+    """Ollama's ``formatDuration`` for the time a transfer has left: ``59m59s``, ``1h5m``, ``99h+``."""
+    if seconds >= 100 * 3600:
+        return "99h+"
+    if seconds >= 3600:
+        return f"{seconds // 3600}h{seconds // 60 % 60}m"
+    return format_go_duration(seconds)
+
+
+class _Spinner:
+    """A status line with a spinning frame until stopped (Ollama's ``progress.Spinner``)."""
+
+    def __init__(self, message: str, now: float) -> None:
+        self.message = message
+        self.started = now
+        self.stopped: float | None = None
+
+    def stop(self, now: float) -> None:
+        if self.stopped is None:
+            self.stopped = now
+
+    def render(self, width: int, now: float) -> str:
+        text = ""
+        if self.message:
+            text = self.message.strip() + " "
+        if self.stopped is None:
+            text += _SPINNER_FRAMES[int((now - self.started) / _TICK) % len(_SPINNER_FRAMES)] + " "
+        return text
+
+
+class _Bar:
+    """A byte transfer: percentage, bar, sizes, speed and time left (Ollama's ``progress.Bar``).
+
+    The speed is measured over the last ten one-second buckets while running, and over
+    the whole transfer once complete (when the line stops showing it).
+    """
+
+    def __init__(self, message: str, total: int, completed: int, now: float) -> None:
+        self.message = message
+        self.total = total
+        self.initial = completed
+        self.current = completed
+        self.started = now
+        self.stopped: float | None = now if completed >= total else None
+        self.buckets: list[tuple[float, int]] = []
+
+    def set(self, value: int, now: float) -> None:
+        """Move to ``value`` bytes (clamped to the total); reaching the total stops the bar."""
+        value = min(value, self.total)
+        self.current = value
+        if self.current >= self.total:
+            self.stopped = now
+        if not self.buckets or now - self.buckets[-1][0] > 1:
+            self.buckets.append((now, value))
+            del self.buckets[:-_MAX_RATE_BUCKETS]
+
+    def percent(self) -> float:
+        return self.current / self.total * 100 if self.total > 0 else 0.0
+
+    def rate(self) -> float:
+        """Bytes per second."""
+        numerator = denominator = 0.0
+        if self.stopped is not None:
+            numerator = self.current - self.initial
+            denominator = _round_seconds(self.stopped - self.started)
+        elif len(self.buckets) == 1:
+            numerator = self.buckets[0][1] - self.initial
+            denominator = _round_seconds(self.buckets[0][0] - self.started)
+        elif self.buckets:
+            (first_time, first_value), (last_time, last_value) = self.buckets[0], self.buckets[-1]
+            numerator = last_value - first_value
+            denominator = _round_seconds(last_time - first_time)
+        return numerator / denominator if denominator else 0.0
+
+    def render(self, width: int, now: float) -> str:
+        pre = self.message.strip() + " " if self.message else ""
+        percent = self.percent()
+        pre += f"{percent:3.0f}%"
+
+        running = self.stopped is None
+        maximum = human_bytes(self.total)
+        if running:
+            suffix = _pad_left(human_bytes(self.current), 6) + "/" + _pad_left(maximum, 6)
         else:
-            frame = self.spinner.render(now)
-            text = f"{self.message} {frame.plain if isinstance(frame, Text) else frame} "
-        return Text(text, no_wrap=True, overflow="ellipsis")
+            suffix = _pad_left(maximum, 6) + " " * 7
+        rate = self.rate()
+        if running and rate > 0:
+            suffix += "  " + _pad_left(human_bytes(int(rate)), 6) + "/s"
+            suffix += "  " + _pad_left(format_transfer_eta(int((self.total - self.current) / rate)), 6)
+        else:
+            suffix += " " * 18
+
+        # two boundary characters, a space at each end, and the last column left free
+        room = width - cell_len(pre) - len(suffix) - 5
+        filled = int(room * percent / 100)
+        bar = " \u2595" + "\u2588" * max(0, filled) + " " * max(0, room - filled) + "\u258f "
+        return pre + bar + suffix
 
 
 class ProgressView:
-    """Ollama's progress display for NDJSON progress streams.
+    """Ollama's progress display (``progress.Progress``) for create, pull and push streams
+    and for the spinner ``run`` shows while a model loads or thinks.
 
-    One line per status (a spinner until the next status replaces it) and one bar per
-    digest, kept in the order they were added. A line is printed for good, in its final
-    form, once it and every line above it have stopped; on a terminal the lines still
-    running are drawn below by a rich ``Live`` (cut to one row each). When stderr is not a
-    terminal (pipes, CI logs, tests) only the final lines appear: the same text a user
-    sees once Ollama's display settles.
+    Lines are spinners (one per status, stopped when the next status arrives) and byte
+    bars (one per layer digest), kept in the order they were added. On a terminal every
+    line is redrawn in place every 100 ms, as Ollama does; :meth:`stop` leaves them on
+    screen and :meth:`stop_and_clear` erases them. When the stream is not a terminal
+    (pipes, CI logs, tests) nothing is drawn until :meth:`stop`, which prints each line
+    once in its final form, without trailing blanks; :meth:`stop_and_clear` prints nothing.
     """
 
-    def __init__(self, console: Console | None = None) -> None:
-        self._console = console or Console(stderr=True, highlight=False)
-        self._lines: list[_ProgressLine] = []
-        self._by_key: dict[str, _ProgressLine] = {}
-        self._printed = 0
-        self._status = ""
-        self._live: Live | None = None
-        # A real terminal, not rich's is_terminal (FORCE_COLOR would animate CI logs).
-        if self._console.file.isatty():
-            self._live = Live(
-                self, console=self._console, refresh_per_second=12, transient=True, redirect_stdout=False, redirect_stderr=False
-            )
-            self._live.start()
-
-    def __rich__(self) -> RenderableType:
-        now = time.monotonic()
-        return Group(*(line.live(now) for line in self._lines[self._printed:]))
+    def __init__(self, stream: IO[str] | None = None, clock: Callable[[], float] = time.monotonic) -> None:
+        self._stream = stream if stream is not None else sys.stderr
+        self._clock = clock
+        self._lines: list[_Spinner | _Bar] = []
+        self._lock = threading.Lock()
+        self._drawn = 0  # lines of the last redraw still on screen
+        self._stopped = False
+        # handle()'s state: the current status spinner, the bars by digest
+        self._status: str | None = None
+        self._spinner: _Spinner | None = None
+        self._quantize: _Spinner | None = None
+        self._bars: dict[str, _Bar] = {}
+        self._ticker: threading.Thread | None = None
+        self._halt = threading.Event()
+        if self._stream.isatty():
+            self._ticker = threading.Thread(target=self._tick, name="progress", daemon=True)
+            self._ticker.start()
 
     def __enter__(self) -> Self:
         return self
@@ -510,79 +822,148 @@ class ProgressView:
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
 
-    def log(self, message: str) -> None:
-        """Print a message (a warning) above the progress lines."""
-        self._console.print(message, markup=False, highlight=False, soft_wrap=True)
+    # --- lines --------------------------------------------------------------------------
 
-    def spinner(self, key: str, message: str) -> None:
-        """Start a spinner line; ``key`` names it for later updates (the newest line wins)."""
-        line = _ProgressLine(message)
-        self._lines.append(line)
-        self._by_key[key] = line
-
-    def set_message(self, key: str, message: str) -> None:
-        """Change a running line's text in place (upload percentages, quantize progress)."""
-        self._by_key[key].message = message
-
-    def bar(self, key: str, message: str, total: int, completed: int) -> None:
-        """Start a byte bar, or move an existing one to ``completed``."""
-        line = self._by_key.get(key)
-        if line is None:
-            line = _ProgressLine(message, total=total)
+    def spinner(self, message: str) -> _Spinner:
+        """Add a spinner line; change it through its ``message`` and ``stop(now)``."""
+        with self._lock:
+            line = _Spinner(message, self._clock())
             self._lines.append(line)
-            self._by_key[key] = line
-        line.total, line.completed = total, completed
+        return line
 
-    def stop_line(self, key: str) -> None:
-        """Freeze one line in its final form."""
-        line = self._by_key.get(key)
-        if line is None or line.stopped:
-            return
-        line.stopped = True
-        self._flush()
+    def bar(self, message: str, total: int, completed: int) -> _Bar:
+        """Add a byte bar at ``completed`` of ``total``."""
+        with self._lock:
+            line = _Bar(message, total, completed, self._clock())
+            self._lines.append(line)
+        return line
 
-    def _flush(self) -> None:
-        """Print the stopped lines at the top, in order, for good."""
-        while self._printed < len(self._lines) and self._lines[self._printed].stopped:
-            self._printed += 1  # first, so the live region no longer draws it
-            self.log(self._lines[self._printed - 1].final())
+    def stop_spinner(self, spinner: _Spinner | None) -> None:
+        if spinner is not None:
+            spinner.stop(self._clock())
 
     def status(self, message: str) -> None:
-        """A new status line, stopping the previous one (Ollama's ``status != resp.Status``)."""
+        """A new status spinner, stopping the previous one, unless the status is unchanged."""
         if message == self._status:
             return
-        self.stop_line(self._status)
+        self.stop_spinner(self._spinner)
         self._status = message
-        self.spinner(message, message)
+        self._spinner = self.spinner(message)
 
-    def handle(self, event: Mapping[str, Any], bar_verb: str = "pulling") -> None:
-        """Render one progress event of a create/pull/push stream as Ollama's CLI does.
+    def handle(self, event: Mapping[str, Any], verb: str = "create") -> None:
+        """Render one event of a ``create``, ``pull`` or ``push`` progress stream the way
+        Ollama's handler for that verb does.
 
-        Events with a digest drive a bar labelled with their status (or ``pulling
-        <12 hex>...``); ``quantizing`` statuses update one spinner in place; any other
-        status that differs from the current one starts a new spinner line.
+        Events with a digest drive a bar per digest: ``pulling <12 hex>:`` on pull (which
+        skips a layer's first, zero-progress event), the event's status (else ``pulling``/
+        ``pushing <12 hex>...``) on create and push. ``quantizing`` statuses of create
+        update one spinner in place; any other new status starts a new spinner.
         """
         status = str(event.get("status") or "")
         digest = str(event.get("digest") or "")
         if digest:
-            total, completed = int(event.get("total") or 0), int(event.get("completed") or 0)
-            self.bar(digest, status or f"{bar_verb} {digest[7:19]}...", total, completed)
-            if total and completed >= total:
-                self.stop_line(digest)
-        elif "quantizing" in status:
-            self.stop_line(self._status)
-            if "quantize" in self._by_key:
-                self.set_message("quantize", status)
+            completed, total = int(event.get("completed") or 0), int(event.get("total") or 0)
+            if verb == "pull" and completed == 0:
+                return
+            if verb != "create":
+                self.stop_spinner(self._spinner)
+            bar = self._bars.get(digest)
+            if bar is None:
+                bar = self._bars[digest] = self.bar(self._bar_message(verb, status, digest), total, completed)
+            bar.set(completed, self._clock())
+        elif verb == "create" and "quantizing" in status:
+            self.stop_spinner(self._spinner)
+            if self._quantize is None:
+                self._quantize = self.spinner(status)
             else:
-                self.spinner("quantize", status)
+                self._quantize.message = status
         else:
             self.status(status)
 
+    @staticmethod
+    def _bar_message(verb: str, status: str, digest: str) -> str:
+        if verb == "pull":
+            name, had_prefix = (digest[len("sha256:"):], True) if digest.startswith("sha256:") else (digest, False)
+            name = name.strip()
+            return f"pulling {name[:12] if had_prefix else name}:"
+        return status or f"{'pushing' if verb == 'push' else 'pulling'} {digest[7:19]}..."
+
+    # --- drawing ------------------------------------------------------------------------
+
+    def log(self, message: str) -> None:
+        """Print a line (a warning) above the progress lines."""
+        with self._lock:
+            if self._ticker is not None:
+                self._stream.write(self._erase())
+            self._stream.write(message + "\n")
+            self._stream.flush()
+
+    def _tick(self) -> None:
+        while not self._halt.wait(_TICK):
+            self._render()
+
+    def _erase(self) -> str:
+        """Escape codes that move to the top of the drawn lines and clear them (lock held)."""
+        if not self._drawn:
+            return ""
+        text = "\x1b[A" * (self._drawn - 1) + "\x1b[1G\x1b[J"
+        self._drawn = 0
+        return text
+
+    def _render(self) -> None:
+        """Redraw every line in place (Ollama's ``Progress.render``)."""
+        width, height = _terminal_size(self._stream)
+        width, height = width or _DEFAULT_TERM_WIDTH, height or _DEFAULT_TERM_HEIGHT
+        with self._lock:
+            now = self._clock()
+            out = ["\x1b[?2026h\x1b[?25l"]
+            if self._drawn:
+                out.append("\x1b[A" * (self._drawn - 1))
+            out.append("\x1b[1G")
+            shown = self._lines[-height:]
+            out.append("\n".join(line.render(width, now) + "\x1b[K" for line in shown))
+            self._drawn = len(self._lines)
+            out.append("\x1b[?25h\x1b[?2026l")
+            self._stream.write("".join(out))
+            self._stream.flush()
+
+    def _halt_ticker(self) -> bool:
+        """Stop every spinner and the redraws; True when this call stopped the display."""
+        with self._lock:
+            if self._stopped:
+                return False
+            self._stopped = True
+            now = self._clock()
+            for line in self._lines:
+                if isinstance(line, _Spinner):
+                    line.stop(now)
+        if self._ticker is not None:
+            self._halt.set()
+            self._ticker.join()
+        return True
+
     def stop(self) -> None:
-        """Freeze and print every line (Ollama's ``Progress.Stop``)."""
-        for line in self._lines:
-            line.stopped = True
-        self._flush()
-        if self._live is not None:
-            self._live.stop()
-            self._live = None
+        """Stop and leave the lines on screen in their final form (Ollama's ``Stop``)."""
+        if not self._halt_ticker():
+            return
+        if self._ticker is not None:
+            self._render()
+            self._stream.write("\n")
+        else:
+            now = self._clock()
+            self._stream.write("".join(line.render(_DEFAULT_TERM_WIDTH, now).rstrip() + "\n" for line in self._lines))
+        self._stream.flush()
+
+    def stop_and_clear(self) -> None:
+        """Stop and erase the lines (Ollama's ``StopAndClear``), as ``run`` does with its
+        spinner once the first token arrives."""
+        if not self._halt_ticker() or self._ticker is None:
+            return
+        with self._lock:
+            out = ["\x1b[?25l"]
+            for index in range(self._drawn):
+                out.append(("\x1b[A" if index else "") + "\x1b[2K\x1b[1G")
+            self._drawn = 0
+            out.append("\x1b[?25h")
+            self._stream.write("".join(out))
+            self._stream.flush()
