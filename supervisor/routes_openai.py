@@ -67,7 +67,7 @@ def _openai_errors(handler: Handler) -> Handler:
             return await handler(request)
         except OllamapyError as exc:
             return _error_response(exc.status_code, exc.message)
-        except web.HTTPException:
+        except (web.HTTPException, ConnectionResetError):
             raise
         except Exception as exc:
             log.exception("unhandled error on %s %s", request.method, request.path)

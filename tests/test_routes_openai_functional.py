@@ -6,6 +6,7 @@ tool-call and JSON constraints, never the words.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import json
@@ -223,6 +224,18 @@ async def test_runner_dying_mid_stream_sends_an_error_event(client: TestClient) 
     last = json.loads(frames[-1][6:])
     assert last["error"]["type"] == "api_error"
     assert last["error"]["message"].startswith("model runner has unexpectedly stopped")
+
+
+async def test_client_disconnect_stops_generation(client: TestClient) -> None:
+    resp = await client.post("/v1/chat/completions", json={"model": "tiny", "messages": USER, "stream": True, "max_tokens": 4000})
+    await resp.content.readline()
+    (runner,) = client.app[SCHEDULER].loaded()
+    resp.close()
+    await asyncio.sleep(0.3)
+    first = (await runner.handle.health()).tokens_generated
+    await asyncio.sleep(0.3)
+    assert (await runner.handle.health()).tokens_generated == first
+    assert first < 4000
 
 
 # --- completions ------------------------------------------------------------------------
