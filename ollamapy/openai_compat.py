@@ -233,10 +233,11 @@ def _stops(stop: Any, *, strict: bool) -> list[str] | None:
         return [stop]
     if not isinstance(stop, list):
         return None
-    for item in stop:
-        if strict and not isinstance(item, str):
-            raise InvalidRequest(f"invalid type for 'stop' field: {_go_type(item)}")
-    return [s for s in stop if isinstance(s, str)]
+    strings = [s for s in stop if isinstance(s, str)]
+    if strict and len(strings) != len(stop):
+        other = next(s for s in stop if not isinstance(s, str))
+        raise InvalidRequest(f"invalid type for 'stop' field: {_go_type(other)}")
+    return strings
 
 
 def _usage(native: dict[str, Any]) -> dict[str, int]:

@@ -186,6 +186,7 @@ async def retrieve_model_handler(request: web.Request) -> web.StreamResponse:
 
 
 def setup_openai_routes(app: web.Application) -> None:
+    """Register ``/v1/*``; a model id may contain ``/`` (``library/tiny:latest``)."""
     app.router.add_post("/v1/chat/completions", chat_completions_handler)
     app.router.add_post("/v1/completions", completions_handler)
     app.router.add_post("/v1/embeddings", embeddings_handler)
