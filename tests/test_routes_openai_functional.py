@@ -64,7 +64,8 @@ async def _create(client: TestClient, name: str, gguf: Path, **extra: Any) -> No
 @pytest.fixture
 async def client(aiohttp_client: Any, models_dir: Path, tiny_gguf: Path, tiny_embed_gguf: Path) -> TestClient:
     app = create_app(models_dir)
-    setup_openai_routes(app)
+    if not any(r.resource is not None and r.resource.canonical == "/v1/models" for r in app.router.routes()):
+        setup_openai_routes(app)  # until create_app registers /v1 itself
     test_client = await aiohttp_client(app)
     await _create(test_client, "tiny", tiny_gguf, template="{{ range .Messages }}{{ .Content }} {{ end }}{{ .Prompt }}")
     await _create(test_client, "tooly", tiny_gguf, template=TOOL_TEMPLATE)
