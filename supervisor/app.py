@@ -19,6 +19,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from ollamapy import envconfig
 from ollamapy.store import ModelStore
 from ollamapy.supervisor.app_keys import METRICS, SCHEDULER, STORE
+from ollamapy.supervisor.cors import setup_browser_safety
 from ollamapy.supervisor.http_util import STREAMS, json_response
 from ollamapy.supervisor.lifecycle import StreamTracker
 from ollamapy.supervisor.metrics import Metrics
@@ -26,6 +27,7 @@ from ollamapy.supervisor.middleware import access_middleware, error_middleware
 from ollamapy.supervisor.routes_embed import setup_embed_routes
 from ollamapy.supervisor.routes_inference import setup_inference_routes
 from ollamapy.supervisor.routes_models import setup_model_routes
+from ollamapy.supervisor.routes_openai import setup_openai_routes
 from ollamapy.supervisor.routes_placement import setup_placement_routes
 from ollamapy.supervisor.scheduler import RunnerFactory, Scheduler
 from ollamapy.supervisor.serving import RunnerStarter
@@ -63,6 +65,8 @@ def setup_routes(app: web.Application) -> None:
     # inference
     setup_inference_routes(app)
     setup_embed_routes(app)
+    # OpenAI compatibility
+    setup_openai_routes(app)
     # ollamapy's own
     setup_placement_routes(app)
     app.router.add_get("/api/ready", ready_handler)
@@ -77,6 +81,7 @@ def _max_loaded_models() -> int:
 def create_app(models_dir: Path | None = None, *, runner_factory: RunnerFactory | None = None) -> web.Application:
     """Build the application over the store at ``models_dir`` (default ``OLLAMA_MODELS``)."""
     app = web.Application(middlewares=[access_middleware, error_middleware], client_max_size=0)
+    setup_browser_safety(app, listen_host=envconfig.host().bind_host)
     root = models_dir or envconfig.models_dir()
     root.mkdir(parents=True, exist_ok=True)
     app[STORE] = ModelStore(root)

@@ -25,7 +25,7 @@ from ollamapy.supervisor.app_keys import STORE
 from ollamapy.supervisor.http_util import json_response, read_request, respond_stream, rfc3339
 from ollamapy.supervisor.threads import stream_from_thread
 
-__all__ = ["setup_model_routes"]
+__all__ = ["setup_model_routes", "find_model", "list_models"]
 
 log = logging.getLogger("ollamapy.server")
 
@@ -47,7 +47,7 @@ def find_model(store: ModelStore, raw_name: str) -> Model:
         raise ModelNotFound(f"model '{raw_name}' not found") from None
 
 
-def _list(store: ModelStore) -> dict[str, Any]:
+def list_models(store: ModelStore) -> dict[str, Any]:
     models = []
     for item in store.list_models():
         short = item.name.display_shortest()
@@ -65,7 +65,7 @@ def _list(store: ModelStore) -> dict[str, Any]:
 
 
 async def list_handler(request: web.Request) -> web.Response:
-    return json_response(await asyncio.to_thread(_list, _store(request)))
+    return json_response(await asyncio.to_thread(list_models, _store(request)))
 
 
 def _show(store: ModelStore, req: ShowRequest) -> dict[str, Any]:

@@ -44,7 +44,7 @@ from ollamapy.supervisor.app_keys import STORE
 from ollamapy.supervisor.http_util import json_response
 from ollamapy.supervisor.routes_embed import run_embed
 from ollamapy.supervisor.routes_inference import NativeResult, start_chat, start_generate
-from ollamapy.supervisor.routes_models import _list, find_model
+from ollamapy.supervisor.routes_models import find_model, list_models
 
 __all__ = ["setup_openai_routes"]
 
@@ -175,7 +175,7 @@ async def embeddings_handler(request: web.Request) -> web.StreamResponse:
 
 @_openai_errors
 async def list_models_handler(request: web.Request) -> web.StreamResponse:
-    return json_response(to_model_list(await asyncio.to_thread(_list, request.app[STORE])))
+    return json_response(to_model_list(await asyncio.to_thread(list_models, request.app[STORE])))
 
 
 @_openai_errors
