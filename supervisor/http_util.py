@@ -35,11 +35,15 @@ STREAMS: web.AppKey[StreamTracker] = web.AppKey("streams", StreamTracker)
 RequestT = TypeVar("RequestT", bound=BaseModel)
 
 
-async def read_request(request: web.Request, model: type[RequestT]) -> RequestT:
-    """Decode the JSON body into ``model`` with Ollama's messages for empty and bad bodies."""
+async def read_request(request: web.Request, model: type[RequestT], *, empty_message: str = "missing request body") -> RequestT:
+    """Decode the JSON body into ``model`` with Ollama's messages for empty and bad bodies.
+
+    The native API says ``missing request body`` for an empty body; the OpenAI routes pass
+    Go's ``EOF``, which is what Ollama's middleware answers there.
+    """
     raw = await request.read()
     if not raw.strip():
-        raise InvalidRequest("missing request body")
+        raise InvalidRequest(empty_message)
     try:
         data = json.loads(raw)
     except json.JSONDecodeError as exc:

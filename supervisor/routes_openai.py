@@ -18,7 +18,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
 from aiohttp import web
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
 from ollamapy.errors import InvalidRequest, OllamapyError
 from ollamapy.openai_compat import (
@@ -41,7 +41,7 @@ from ollamapy.openai_compat import (
     to_model_list,
 )
 from ollamapy.supervisor.app_keys import STORE
-from ollamapy.supervisor.http_util import json_response
+from ollamapy.supervisor.http_util import json_response, read_request
 from ollamapy.supervisor.routes_embed import run_embed
 from ollamapy.supervisor.routes_inference import NativeResult, start_chat, start_generate
 from ollamapy.supervisor.routes_models import find_model, list_models
@@ -78,21 +78,7 @@ def _openai_errors(handler: Handler) -> Handler:
 
 async def _decode(request: web.Request, model: type[RequestT]) -> RequestT:
     """The JSON body as ``model``; an empty body is Go's ``EOF``."""
-    raw = await request.read()
-    if not raw.strip():
-        raise InvalidRequest("EOF")
-    try:
-        data = json.loads(raw)
-    except json.JSONDecodeError as exc:
-        raise InvalidRequest(f"invalid character in JSON body: {exc.msg} at offset {exc.pos}") from None
-    if not isinstance(data, dict):
-        raise InvalidRequest(f"json: cannot unmarshal {type(data).__name__} into Go value of type object")
-    try:
-        return model.model_validate(data)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        field = ".".join(str(p) for p in first["loc"])
-        raise InvalidRequest(f"invalid value for field {field!r}: {first['msg']}") from None
+    return await read_request(request, model, empty_message="EOF")
 
 
 def _sse(payload: Any) -> bytes:
