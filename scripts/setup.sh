@@ -9,7 +9,7 @@ want_test=0
 [ "${1:-}" = "--test" ] && want_test=1
 
 apt_pkgs=(python3-venv build-essential cmake make)
-[ "$want_test" = 1 ] && apt_pkgs+=(docker-registry tmux)
+[ "$want_test" = 1 ] && apt_pkgs+=(docker-registry tmux systemd)
 missing=()
 for p in "${apt_pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
