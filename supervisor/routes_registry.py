@@ -12,14 +12,14 @@ from __future__ import annotations
 import asyncio
 
 from aiohttp import web
+from ollamapy.supervisor.app_keys import STORE
+from ollamapy.supervisor.http_util import read_request, respond_stream
 
 from ollamapy import envconfig
 from ollamapy.api_types import ApiModel
 from ollamapy.errors import InvalidModelName, InvalidRequest
 from ollamapy.names import ModelName
 from ollamapy.registry import TransferManager, TransferSettings, pull_model, push_model
-from ollamapy.supervisor.app_keys import STORE
-from ollamapy.supervisor.http_util import read_request, respond_stream
 
 __all__ = ["TRANSFERS", "RegistryRequest", "setup_registry_routes"]
 

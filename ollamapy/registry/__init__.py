@@ -17,14 +17,14 @@ from ollamapy.registry.push import push_model
 from ollamapy.registry.transfer import TransferSettings
 
 __all__ = [
-    "ensure_keypair",
-    "public_key",
+    "DigestMismatch",
     "RegistryClient",
     "RegistryError",
     "RegistryNotFound",
-    "DigestMismatch",
     "TransferManager",
     "TransferSettings",
+    "ensure_keypair",
+    "public_key",
     "pull_model",
     "push_model",
 ]

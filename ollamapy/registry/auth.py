@@ -33,8 +33,8 @@ from ollamapy.registry.urls import add_query
 __all__ = [
     "PRIVATE_KEY_NAME",
     "Challenge",
-    "parse_challenge",
     "ensure_keypair",
+    "parse_challenge",
     "public_key",
     "sign",
     "token_request",

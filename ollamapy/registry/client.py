@@ -20,7 +20,6 @@ import platform
 import ssl
 from collections.abc import AsyncIterable, Callable
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
@@ -33,12 +32,12 @@ from ollamapy.registry.auth import parse_challenge, token_request
 from ollamapy.registry.urls import netloc
 
 __all__ = [
+    "Body",
+    "RegistryClient",
     "RegistryError",
     "RegistryNotFound",
     "new_session",
     "user_agent",
-    "RegistryClient",
-    "Body",
 ]
 
 log = logging.getLogger("ollamapy.registry")
@@ -150,12 +149,13 @@ class RegistryClient:
         Nor may an https registry send it to a plain-http realm.
         """
         challenge = parse_challenge(header)
-        url, authorization = await asyncio.to_thread(token_request, challenge, self.key_dir)
-        realm_host, host = netloc(url), netloc(challenged_url)
+        realm_host, host = netloc(challenge.realm), netloc(challenged_url)
         if realm_host != host:
             raise RegistryError(f'realm host "{realm_host}" does not match original host "{host}"')
-        if urlsplit(url).scheme != urlsplit(challenged_url).scheme and urlsplit(url).scheme != "https":
+        realm_scheme = urlsplit(challenge.realm).scheme
+        if realm_scheme != urlsplit(challenged_url).scheme and realm_scheme != "https":
             raise RegistryError(f'realm "{challenge.realm}" would send the signed token request over plain http')
+        url, authorization = await asyncio.to_thread(token_request, challenge, self.key_dir)
         headers = {"User-Agent": user_agent(), "Authorization": authorization}
         try:
             async with self.session.get(URL(url, encoded=True), headers=headers, allow_redirects=False) as response:

@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import fcntl
+import functools
 import hashlib
 import json
 import logging
@@ -40,11 +41,17 @@ import aiohttp
 
 from ollamapy.errors import OllamapyError
 from ollamapy.registry.client import RegistryClient, RegistryError, RegistryNotFound
-from ollamapy.registry.transfer import TransferSettings, gather_all, jittered, progress_event, watch
+from ollamapy.registry.transfer import (
+    TransferSettings,
+    gather_all,
+    jittered,
+    progress_event,
+    watch,
+)
 from ollamapy.registry.urls import hostname, resolve
 from ollamapy.store import Layer, ModelStore, encode_json
 
-__all__ = ["DigestMismatch", "BlobDownload", "Downloads"]
+__all__ = ["BlobDownload", "DigestMismatch", "Downloads"]
 
 log = logging.getLogger("ollamapy.registry")
 
@@ -415,7 +422,7 @@ class Downloads:
             download = BlobDownload(store, layer, self.settings)
             task = asyncio.create_task(download.run(client), name=f"download {layer.digest[7:19]}")
             shared = self._active[layer.digest] = _Shared(download, task)
-            task.add_done_callback(lambda _task, s=shared: self._forget(layer.digest, s))
+            task.add_done_callback(functools.partial(self._forget, layer.digest, shared))
         shared.waiters += 1
         try:
             async for event in watch(shared.task, shared.download.progress, self.settings.progress_interval):
@@ -425,7 +432,7 @@ class Downloads:
             if shared.waiters == 0:
                 shared.task.cancel()
 
-    def _forget(self, digest: str, shared: _Shared) -> None:
+    def _forget(self, digest: str, shared: _Shared, _task: asyncio.Task[None]) -> None:
         if self._active.get(digest) is shared:
             del self._active[digest]
 

@@ -26,7 +26,7 @@ from ollamapy.registry.manager import TransferManager
 from ollamapy.registry.transfer import progress_event
 from ollamapy.store import MEDIA_TYPE_MANIFEST, Layer, Manifest, ModelStore
 
-__all__ = ["pull_model", "remove_unused_blobs", "manifest_layers"]
+__all__ = ["manifest_layers", "pull_model", "remove_unused_blobs"]
 
 _MAX_MANIFEST_BYTES = 32 << 20
 

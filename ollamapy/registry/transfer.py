@@ -15,7 +15,7 @@ from typing import Any
 from ollamapy.api_types import ProgressResponse
 from ollamapy.errors import OllamapyError
 
-__all__ = ["TransferSettings", "progress_event", "gather_all", "watch", "jittered"]
+__all__ = ["TransferSettings", "gather_all", "jittered", "progress_event", "watch"]
 
 _MB = 1000 * 1000  # Ollama's format.MegaByte is decimal
 

@@ -23,11 +23,16 @@ import aiohttp
 from ollamapy.errors import OllamapyError
 from ollamapy.names import ModelName
 from ollamapy.registry.client import RegistryClient, RegistryError, RegistryNotFound
-from ollamapy.registry.transfer import TransferSettings, gather_all, progress_event, watch
+from ollamapy.registry.transfer import (
+    TransferSettings,
+    gather_all,
+    progress_event,
+    watch,
+)
 from ollamapy.registry.urls import add_query, resolve
 from ollamapy.store import Layer, ModelStore
 
-__all__ = ["upload_blob", "BlobUpload"]
+__all__ = ["BlobUpload", "upload_blob"]
 
 log = logging.getLogger("ollamapy.registry")
 

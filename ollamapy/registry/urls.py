@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from urllib.parse import parse_qsl, quote_plus, urljoin, urlsplit, urlunsplit
 
-__all__ = ["add_query", "go_query_encode", "resolve", "hostname", "netloc"]
+__all__ = ["add_query", "go_query_encode", "hostname", "netloc", "resolve"]
 
 
 def go_query_encode(pairs: list[tuple[str, str]]) -> str:
