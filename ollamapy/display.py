@@ -910,19 +910,24 @@ class ProgressView:
         self._drawn = 0
         return text
 
+    def render_lines(self, width: int = _DEFAULT_TERM_WIDTH) -> list[str]:
+        """Every line as it is drawn now, for a terminal ``width`` columns wide."""
+        with self._lock:
+            now = self._clock()
+            return [line.render(width, now) for line in self._lines]
+
     def _render(self) -> None:
         """Redraw every line in place (Ollama's ``Progress.render``)."""
         width, height = _terminal_size(self._stream)
         width, height = width or _DEFAULT_TERM_WIDTH, height or _DEFAULT_TERM_HEIGHT
+        lines = self.render_lines(width)[-height:]
         with self._lock:
-            now = self._clock()
             out = ["\x1b[?2026h\x1b[?25l"]
             if self._drawn:
                 out.append("\x1b[A" * (self._drawn - 1))
             out.append("\x1b[1G")
-            shown = self._lines[-height:]
-            out.append("\n".join(line.render(width, now) + "\x1b[K" for line in shown))
-            self._drawn = len(self._lines)
+            out.append("\n".join(line + "\x1b[K" for line in lines))
+            self._drawn = len(lines)
             out.append("\x1b[?25h\x1b[?2026l")
             self._stream.write("".join(out))
             self._stream.flush()
@@ -950,8 +955,7 @@ class ProgressView:
             self._render()
             self._stream.write("\n")
         else:
-            now = self._clock()
-            self._stream.write("".join(line.render(_DEFAULT_TERM_WIDTH, now).rstrip() + "\n" for line in self._lines))
+            self._stream.write("".join(line.rstrip() + "\n" for line in self.render_lines()))
         self._stream.flush()
 
     def stop_and_clear(self) -> None:

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from prompt_toolkit import PromptSession
-from prompt_toolkit.application import run_in_terminal
+from prompt_toolkit.application import get_app, run_in_terminal
 from prompt_toolkit.formatted_text import ANSI
 from prompt_toolkit.history import History
 from prompt_toolkit.key_binding import KeyBindings, KeyPressEvent
@@ -148,11 +148,13 @@ class LineReader:
 
     async def read(self, continuation: bool) -> str:
         """One line; raises KeyboardInterrupt on Ctrl+C and EOFError on Ctrl+D."""
-        placeholder = ALT_PLACEHOLDER if continuation else PLACEHOLDER
-        return await self._session.prompt_async(
-            ALT_PROMPT if continuation else PROMPT,
-            placeholder=ANSI(COLOR_GREY + placeholder + COLOR_DEFAULT),
-        )
+        placeholder = ANSI(COLOR_GREY + (ALT_PLACEHOLDER if continuation else PLACEHOLDER) + COLOR_DEFAULT)
+
+        def hint() -> ANSI:
+            # Only while typing: an abandoned line (Ctrl+C, Ctrl+D) is left as a bare prompt.
+            return ANSI("") if get_app().is_done else placeholder
+
+        return await self._session.prompt_async(ALT_PROMPT if continuation else PROMPT, placeholder=hint)
 
 
 # --- usage texts (stderr, as Ollama prints them) --------------------------------------------
@@ -363,11 +365,10 @@ class _Session:
         while True:
             try:
                 line = await self.reader.read(self.continuation)
-            except EOFError:
-                print()
+            except EOFError:  # the editor has already ended the line, as Ollama's newline does
                 return
             except KeyboardInterrupt:
-                print("\nUse Ctrl + d or /bye to exit.")
+                print("Use Ctrl + d or /bye to exit.")
                 self.continuation = False
                 self.multiline = _Multiline.NONE
                 self.text = ""

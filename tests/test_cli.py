@@ -1,19 +1,29 @@
 """The ``ollamapy`` command line against a fake server, and the formatting it borrows from
-Ollama (``HumanBytes``, ``HumanTime``, ``HumanNumber``, tablewriter layout)."""
+Ollama (``HumanBytes``, ``HumanTime``, ``HumanNumber``, tablewriter layout, the progress
+bars, the word wrap and the timing block). ``test_cli_run_functional.py`` drives ``run``
+and the REPL against a real server."""
 
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import hashlib
+import io
+import json
+import os
+import re
 import socket
+import struct
 import subprocess
 import sys
+import termios
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pyte
 import pytest
 from aiohttp import web
 from click.testing import CliRunner, Result
@@ -22,6 +32,12 @@ from test_client import GEMMA_SHOW, FakeOllama, free_port
 from ollamapy import __version__
 from ollamapy.cli import main
 from ollamapy.display import (
+    ProgressView,
+    ResponseWriter,
+    format_embedding,
+    format_metrics,
+    format_ps,
+    format_transfer_eta,
     go_format_f,
     go_format_g,
     human_bytes,
@@ -29,6 +45,7 @@ from ollamapy.display import (
     human_number,
     human_time,
     render_table,
+    render_tool_calls,
 )
 
 NOT_RUNNING = "Error: could not connect to ollamapy server, is it running? (start it with 'ollamapy serve')\n"
@@ -341,6 +358,273 @@ def test_model_management_against_the_real_server(
         assert run("rm", "copy", "tiny").stdout == "deleted 'copy'\ndeleted 'tiny'\n"
         assert run("show", "tiny").stderr == "Error: model 'tiny' not found\n"
         assert run("list").stdout == "NAME    ID    SIZE    MODIFIED \n"
+
+
+# --- ps, stop, rm of a loaded model -------------------------------------------------------
+
+
+def test_ps_prints_ollamas_table(served: FakeOllama) -> None:
+    now = datetime.now(UTC)
+    served.ps_models = [
+        {"name": "gemma3:270m", "model": "gemma3:270m", "digest": "e7d4" + "0" * 60, "size": 549_000_000,
+         "size_vram": 0, "context_length": 4096, "expires_at": iso(now + timedelta(minutes=4, seconds=30)),
+         "placement": {"processor": "100% CPU"}},
+        {"name": "llama3.2:latest", "model": "llama3.2:latest", "digest": "a80c4f17acd5" + "1" * 52,
+         "size": 4_100_000_000, "size_vram": 1_025_000_000, "context_length": 8192,
+         "expires_at": "2318-03-01T00:00:00Z"},
+    ]
+    result = run("ps")
+    assert result.exit_code == 0, result.output
+    assert result.stdout == (
+        "NAME               ID              SIZE      PROCESSOR          CONTEXT    UNTIL              \n"
+        "gemma3:270m        e7d400000000    549 MB    100% CPU           4096       4 minutes from now    \n"
+        "llama3.2:latest    a80c4f17acd5    4.1 GB    75%/25% CPU/GPU    8192       Forever               \n"
+    )
+    assert run("ps", "llama").stdout.splitlines()[1].startswith("llama3.2:latest ")
+    assert len(run("ps", "Llama").stdout.splitlines()) == 1  # Ollama's ps prefix is case-sensitive
+
+
+def test_ps_processor_and_until_labels() -> None:
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+
+    def row(size: int, size_vram: int, expires_at: str) -> list[str]:
+        entry = {"name": "m", "model": "m", "digest": "1" * 64, "size": size, "size_vram": size_vram, "expires_at": expires_at}
+        return re.split(r" {2,}", format_ps([entry], now=now).splitlines()[1].strip())
+
+    assert row(10, 10, "2025-12-31T23:59:00Z")[3:6] == ["100% GPU", "0", "Stopping..."]
+    assert row(10, 20, "2026-01-01T00:02:00Z")[3:6] == ["Unknown", "0", "2 minutes from now"]
+    assert row(10, 0, "0001-01-01T00:00:00Z")[5] == "Stopping..."  # Go's zero time is long past
+
+
+def test_ps_without_server_says_how_to_start_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OLLAMA_HOST", f"127.0.0.1:{free_port()}")
+    assert (run("ps").exit_code, run("ps").stderr) == (1, NOT_RUNNING)
+
+
+def test_stop_unloads_with_keep_alive_zero(served: FakeOllama) -> None:
+    result = run("stop", "gemma3:270m")
+    assert (result.exit_code, result.stdout, result.stderr) == (0, "", "")
+    assert served.received[-1] == ("POST", "/api/generate", {"model": "gemma3:270m", "keep_alive": "0s"})
+    missing = run("stop", "nope")
+    assert (missing.exit_code, missing.stderr) == (1, 'Error: couldn\'t find model "nope" to stop\n')
+    assert run("stop").stderr == "Error: accepts 1 arg(s), received 0\n"
+
+
+def test_rm_stops_each_model_before_deleting_it(served: FakeOllama) -> None:
+    served.models["mine"] = GEMMA_SHOW
+    result = run("rm", "mine", "gemma3:270m")
+    assert (result.exit_code, result.stdout) == (0, "deleted 'mine'\ndeleted 'gemma3:270m'\n")
+    assert [(method, path, body.get("model")) for method, path, body in served.received] == [
+        ("POST", "/api/generate", "mine"),
+        ("DELETE", "/api/delete", "mine"),
+        ("POST", "/api/generate", "gemma3:270m"),
+        ("DELETE", "/api/delete", "gemma3:270m"),
+    ]
+
+
+# --- pull, push: Ollama's progress display ----------------------------------------------------
+
+LAYER = "sha256:" + "dde5aa3fc5ff" + "0" * 52
+CONFIG = "sha256:" + "34bb5ab01051" + "1" * 52
+PULL_EVENTS = [
+    {"status": "pulling manifest"},
+    {"status": "pulling dde5aa3fc5ff", "digest": LAYER, "total": 2_019_377_376, "completed": 0},
+    {"status": "pulling dde5aa3fc5ff", "digest": LAYER, "total": 2_019_377_376, "completed": 1_000_000_000},
+    {"status": "pulling dde5aa3fc5ff", "digest": LAYER, "total": 2_019_377_376, "completed": 2_019_377_376},
+    {"status": "pulling 34bb5ab01051", "digest": CONFIG, "total": 561, "completed": 561},
+    {"status": "verifying sha256 digest"},
+    {"status": "writing manifest"},
+    {"status": "success"},
+]
+
+
+def test_pull_prints_ollamas_progress_lines(served: FakeOllama) -> None:
+    served.pull_events = PULL_EVENTS
+    result = run("pull", "llama3.2", "--insecure")
+    assert (result.exit_code, result.stdout) == (0, "")
+    assert served.received[-1] == ("POST", "/api/pull", {"model": "llama3.2", "insecure": True})
+    assert result.stderr.splitlines() == [
+        "pulling manifest",
+        "pulling dde5aa3fc5ff: 100% \u2595" + "\u2588" * 18 + "\u258f 2.0 GB",
+        "pulling 34bb5ab01051: 100% \u2595" + "\u2588" * 18 + "\u258f  561 B",
+        "verifying sha256 digest",
+        "writing manifest",
+        "success",
+    ]
+
+
+def test_pull_error_is_one_line(served: FakeOllama) -> None:
+    served.pull_events = [{"status": "pulling manifest"}, {"error": "pull model manifest: file does not exist"}]
+    result = run("pull", "nope")
+    assert result.exit_code == 1
+    assert result.stderr.splitlines() == ["pulling manifest", "Error: pull model manifest: file does not exist"]
+
+
+def test_push_prints_progress_and_where_the_model_went(served: FakeOllama) -> None:
+    served.push_events = [
+        {"status": "retrieving manifest"},
+        {"status": "pushing dde5aa3fc5ff", "digest": LAYER, "total": 1000, "completed": 0},
+        {"status": "pushing dde5aa3fc5ff", "digest": LAYER, "total": 1000, "completed": 1000},
+        {"status": "pushing manifest"},
+        {"status": "success"},
+    ]
+    result = run("push", "localhost:5000/me/tiny", "--insecure")
+    assert result.exit_code == 0, result.output
+    assert result.stdout == "\nYou can find your model at:\n\n\tlocalhost:5000/me/tiny:latest\n"
+    assert result.stderr.splitlines() == [
+        "retrieving manifest",
+        "pushing dde5aa3fc5ff 100% \u2595" + "\u2588" * 19 + "\u258f   1 KB",
+        "pushing manifest",
+        "success",
+    ]
+    served.push_events = [{"status": "retrieving manifest"}, {"error": "access denied"}]
+    denied = run("push", "someone/else")
+    assert denied.stderr.splitlines()[-1] == (
+        "Error: you are not authorized to push to this namespace, create the model under a namespace you own"
+    )
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_progress_bar_shows_speed_and_time_left_while_running() -> None:
+    clock = Clock()
+    view = ProgressView(io.StringIO(), clock=clock)
+    view.handle(PULL_EVENTS[0], "pull")
+    view.handle(PULL_EVENTS[1], "pull")  # the zero-progress announcement draws nothing
+    assert view.render_lines() == ["pulling manifest \u280b "]
+    for second, done in ((1.0, 100_000_000), (3.0, 300_000_000)):
+        clock.now = second
+        view.handle({**PULL_EVENTS[1], "completed": done}, "pull")
+    spinner, bar = view.render_lines()
+    assert spinner == "pulling manifest "  # stopped by the first bar
+    assert bar == "pulling dde5aa3fc5ff:  15% \u2595\u2588\u2588" + " " * 16 + "\u258f 300 MB/2.0 GB  100 MB/s     17s"
+    assert view.render_lines(120)[1].count("\u2588") == 8  # the bar takes the width the texts leave
+    view.stop()
+
+
+@pytest.mark.parametrize(("seconds", "text"), [(0, "0s"), (59, "59s"), (61, "1m1s"), (3599, "59m59s"), (3660, "1h1m"), (360_000, "99h+")])
+def test_transfer_eta(seconds: int, text: str) -> None:
+    assert format_transfer_eta(seconds) == text
+
+
+def test_create_quantizing_updates_one_line() -> None:
+    out = io.StringIO()
+    with ProgressView(out) as view:
+        view.status("gathering model components")
+        for status in ("parsing GGUF", "quantizing F16 model to Q4_K_M", "quantizing F16 model to Q4_K_M 50%", "success"):
+            view.handle({"status": status}, "create")
+    assert out.getvalue().splitlines() == [
+        "gathering model components",
+        "parsing GGUF",
+        "quantizing F16 model to Q4_K_M 50%",
+        "success",
+    ]
+
+
+# --- run: arguments, answers, timings, embeddings ----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["run"], "requires at least 1 arg(s), only received 0"),
+        (["run", "m", "--think=maybe"], 'invalid value for --think: "maybe" (must be true, false, high, medium, low, or max)'),
+        (["run", "m", "--keepalive", "5"], 'time: missing unit in duration "5"'),
+        (["pull"], "accepts 1 arg(s), received 0"),
+        (["push", "a", "b"], "accepts 1 arg(s), received 2"),
+    ],
+)
+def test_run_argument_errors(args: list[str], message: str) -> None:
+    result = run(*args)
+    assert (result.exit_code, result.stderr) == (1, f"Error: {message}\n")
+
+
+def test_bare_think_flag_leaves_the_prompt_alone(served: FakeOllama) -> None:
+    # --think takes its value only with "=": the next word stays the prompt (cobra's NoOptDefVal).
+    result = run("run", "nope", "--think", "why")
+    assert result.exit_code == 1
+    assert ("POST", "/api/show", {"model": "nope"}) in served.received
+
+
+def _terminal(columns: int) -> tuple[int, io.TextIOWrapper]:
+    """A pseudo-terminal ``columns`` wide: its master fd and the writable slave side."""
+    master, slave = os.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, columns, 0, 0))
+    return master, open(slave, "w", encoding="utf-8", closefd=True)
+
+
+def _screen(master: int, columns: int) -> list[str]:
+    screen = pyte.Screen(columns, 24)
+    stream = pyte.Stream(screen)
+    data = b""
+    while True:
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:  # EIO: the slave side is closed and everything has been read
+            break
+        if not chunk:
+            break
+        data += chunk
+    os.close(master)
+    stream.feed(data.decode("utf-8"))
+    return [line.rstrip() for line in screen.display if line.strip()]
+
+
+def test_word_wrap_moves_the_last_word_to_the_next_line() -> None:
+    master, out = _terminal(30)
+    with out:
+        writer = ResponseWriter(out, word_wrap=True)
+        for piece in ["the sky is blue and the ", "world is round and hello there ", "everyone"]:
+            writer.write(piece)
+    # lines grow to 25 columns (width - 5); the word that would cross it moves down
+    assert _screen(master, 30) == ["the sky is blue and the", "world is round and hello", "there everyone"]
+
+
+def test_word_wrap_off_and_off_a_terminal() -> None:
+    master, out = _terminal(30)
+    with out:
+        ResponseWriter(out, word_wrap=False).write("the sky is blue and the world is round and hello")
+    assert _screen(master, 30) == ["the sky is blue and the world", "is round and hello"]
+    piped = io.StringIO()
+    ResponseWriter(piped, word_wrap=True).write("the sky is blue and the world is round and hello")
+    assert piped.getvalue() == "the sky is blue and the world is round and hello"
+
+
+def test_timing_block_is_ollamas() -> None:
+    assert format_metrics(
+        {"done": True, "total_duration": 1_234_567_891, "load_duration": 12_345_678, "prompt_eval_count": 10,
+         "prompt_eval_duration": 2_000_000, "eval_count": 100, "eval_duration": 987_654_321}
+    ) == (
+        "total duration:       1.234567891s\n"
+        "load duration:        12.345678ms\n"
+        "prompt eval count:    10 token(s)\n"
+        "prompt eval duration: 2ms\n"
+        "prompt eval rate:     5000.00 tokens/s\n"
+        "eval count:           100 token(s)\n"
+        "eval duration:        987.654321ms\n"
+        "eval rate:            101.25 tokens/s\n"
+    )
+    assert format_metrics({"eval_count": 3}) == "eval count:           3 token(s)\n"
+
+
+def test_embedding_prints_float32_json_as_go_does() -> None:
+    assert format_embedding([0.1, 1e-7, -0.123456789, 1.5e22, 3.0, 0.00012345, 0.0]) == (
+        "[0.1,1e-7,-0.12345679,1.5e+22,3,0.00012345,0]"
+    )
+    assert json.loads(format_embedding([0.25, -1.0])) == [0.25, -1.0]
+
+
+def test_tool_calls_are_reported_as_missing_functions() -> None:
+    calls = [{"function": {"name": "get_weather", "arguments": {"city": "Paris", "a": "<b>"}}}]
+    assert render_tool_calls(calls, plain=True) == (
+        "  Model called a non-existent function 'get_weather()' with arguments: {\"a\":\"\\u003cb\\u003e\",\"city\":\"Paris\"}"
+    )
 
 
 # --- argument errors, version, serve, import-default -----------------------------------

@@ -61,6 +61,11 @@ class FakeOllama:
 
     models: dict[str, dict[str, Any]] = field(default_factory=dict)
     list_entries: list[dict[str, Any]] = field(default_factory=list)
+    ps_models: list[dict[str, Any]] | None = None
+    """``/api/ps``'s models; None answers a 500 without a message."""
+    pull_events: list[dict[str, Any]] | None = None
+    """``/api/pull``'s progress stream; None answers a plain-text 500."""
+    push_events: list[dict[str, Any]] | None = None
     blobs: dict[str, bytes] = field(default_factory=dict)
     blob_chunks: list[int] = field(default_factory=list)
     blob_posts: list[str] = field(default_factory=list)
@@ -142,6 +147,37 @@ class FakeOllama:
         await response.write_eof()
         return response
 
+    async def _ndjson(self, request: web.Request, events: list[dict[str, Any]]) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
+        await response.prepare(request)
+        for event in events:
+            await response.write(json.dumps(event).encode() + b"\n")
+        await response.write_eof()
+        return response
+
+    async def ps(self, request: web.Request) -> web.Response:
+        if self.ps_models is None:
+            return await self.empty_error(request)
+        return web.json_response({"models": self.ps_models})
+
+    async def pull(self, request: web.Request) -> web.StreamResponse:
+        if self.pull_events is None:
+            return await self.plain_error(request)
+        await self._body(request)
+        return await self._ndjson(request, self.pull_events)
+
+    async def push(self, request: web.Request) -> web.StreamResponse:
+        await self._body(request)
+        return await self._ndjson(request, self.push_events or [])
+
+    async def generate(self, request: web.Request) -> web.StreamResponse:
+        """Only what ``stop`` and ``rm`` send: an empty prompt that loads or unloads."""
+        body = await self._body(request)
+        if body.get("model") not in self.models:
+            return self._not_found(body.get("model", ""))
+        reason = "unload" if body.get("keep_alive") in (0, "0s") else "load"
+        return await self._ndjson(request, [{"model": body["model"], "response": "", "done": True, "done_reason": reason}])
+
     async def empty_error(self, request: web.Request) -> web.Response:
         return web.json_response({}, status=500)
 
@@ -159,9 +195,11 @@ class FakeOllama:
         app.router.add_head("/api/blobs/{digest}", self.head_blob)
         app.router.add_post("/api/blobs/{digest}", self.post_blob)
         app.router.add_post("/api/create", self.create)
-        app.router.add_post("/api/pull", self.plain_error)
+        app.router.add_post("/api/pull", self.pull)
+        app.router.add_post("/api/push", self.push)
+        app.router.add_post("/api/generate", self.generate)
         app.router.add_post("/api/embed", self.plain_error)
-        app.router.add_get("/api/ps", self.empty_error)
+        app.router.add_get("/api/ps", self.ps)
         return app
 
 
