@@ -264,14 +264,15 @@ class Proxy:
         match = _BLOB_PATH.match(request.path)
         digest = match.group(1) if match and request.method == "GET" else ""
         byte_range = request.headers.get("Range", "")
-        self.requests.append((request.method, request.path, byte_range))
+        self.requests.append((request.method, request.rel_url.raw_path_qs, byte_range))
         if digest and self.cdn:
             return web.Response(status=307, headers={"Location": f"{self.cdn_url}{request.path.lstrip('/')}?signature=abc"})
         probe = byte_range == "bytes=0-0"
         if digest and not probe and digest in self.stall_once and byte_range not in self.stalled:
             self.stalled.append(byte_range)
             await asyncio.sleep(3600)  # cancelled when the client gives up on the part
-        return await self._forward(request, request.raw_path, digest if not probe else "", counted=digest)
+        # rel_url: a forward-proxy request names the absolute URL; only its path goes upstream.
+        return await self._forward(request, request.rel_url.raw_path_qs, digest if not probe else "", counted=digest)
 
     async def _handle_cdn(self, request: web.Request) -> web.StreamResponse:
         self.cdn_requests.append(dict(request.headers))
@@ -429,6 +430,27 @@ async def test_push_delete_pull_round_trip(client: TestClient, models_dir: Path,
     # Pulling again: every blob is already there, and stream:false answers with the last event.
     response = await client.post("/api/pull", json={"model": name, "insecure": True, "stream": False})
     assert response.status == 200 and await response.json() == {"status": "success"}
+
+
+async def test_push_mounts_layers_inherited_from_another_model(
+    client: TestClient, proxy: Proxy, tiny_gguf: Path
+) -> None:
+    weights = tiny_gguf.read_bytes()
+    digest = _digest(weights)
+    assert (await client.post(f"/api/blobs/{digest}", data=weights)).status == 201
+    base, derived = f"{proxy.host}/mount/base:latest", f"{proxy.host}/mount/derived:latest"
+    assert (await _stream(client, "/api/create", {"model": base, "files": {"tiny.gguf": digest}}))[-1] == {"status": "success"}
+    assert (await _stream(client, "/api/push", {"model": base, "insecure": True}))[-1] == {"status": "success"}
+    assert (await _stream(client, "/api/create", {"model": derived, "from": base, "system": "Derived."}))[-1] == {"status": "success"}
+
+    proxy.requests.clear()
+    events = await _stream(client, "/api/push", {"model": derived, "insecure": True})
+    assert events[-1] == {"status": "success"}
+    assert [e for e in events if e.get("digest") == digest][-1]["completed"] == len(weights)
+    mounts = [path for method, path, _ in proxy.requests if method == "POST" and "mount=" in path]
+    assert mounts == [f"/v2/mount/derived/blobs/uploads/?from=mount%2Fbase&mount={digest.replace(':', '%3A')}"]
+    patches = [path for method, path, _ in proxy.requests if method == "PATCH"]
+    assert len(patches) == 2  # the new system layer and the config; the weights were mounted, not sent
 
 
 async def test_pull_replacing_a_tag_removes_its_unused_layers(
@@ -608,6 +630,18 @@ async def test_cdn_redirect_is_resolved_once_and_gets_no_token(
     assert len(weights_gets) == 1  # the lookup; every part then went to the CDN
     assert len(proxy.cdn_requests) >= 16
     assert not any("Authorization" in headers for headers in proxy.cdn_requests)
+    _assert_pulled(models_dir, model, published)
+
+
+async def test_outbound_proxy_from_the_environment_is_used(
+    client: TestClient, models_dir: Path, proxy: Proxy, published: Published, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The registry's name does not resolve: the pull works only through HTTP_PROXY.
+    monkeypatch.setenv("HTTP_PROXY", f"http://{proxy.host}")
+    model = f"registry.invalid:5000/{published.repo}:latest"
+    events = await _pull(client, model)
+    assert events[-1] == {"status": "success"}
+    assert any(path.endswith(published.weights) for _, path, _ in proxy.requests)
     _assert_pulled(models_dir, model, published)
 
 

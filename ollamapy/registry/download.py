@@ -31,11 +31,11 @@ import hashlib
 import json
 import logging
 import os
-from collections.abc import AsyncIterator
-from contextlib import suppress
+from collections.abc import AsyncGenerator, Callable
+from contextlib import aclosing, suppress
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 
@@ -54,6 +54,8 @@ from ollamapy.store import Layer, ModelStore, encode_json
 __all__ = ["BlobDownload", "DigestMismatch", "Downloads"]
 
 log = logging.getLogger("ollamapy.registry")
+
+T = TypeVar("T")
 
 _FLUSH_BYTES = 1 << 20
 _PERSIST_EVERY = 1.0  # seconds between part-file updates while bytes flow
@@ -109,6 +111,20 @@ def _pwrite_all(fd: int, data: bytes, offset: int) -> None:
     while view:
         written = os.pwrite(fd, view, offset)
         view, offset = view[written:], offset + written
+
+
+async def _uninterrupted(func: Callable[..., T], *args: Any) -> T:
+    """Run blocking ``func`` in a thread; if cancelled meanwhile, let it finish before re-raising.
+
+    A write or hash still running after its caller gave up could outlive the file
+    descriptor it uses, or the lock that makes the partial file this task's alone.
+    """
+    future = asyncio.ensure_future(asyncio.to_thread(func, *args))
+    try:
+        return await asyncio.shield(future)
+    except asyncio.CancelledError:
+        await asyncio.wait({future})
+        raise
 
 
 class _PartialLock:
@@ -206,7 +222,7 @@ class BlobDownload:
             try:
                 limit = asyncio.Semaphore(max(1, self.settings.part_count))
                 await gather_all(self._run_part(client, url, authed, part, fd, limit) for part in todo)
-                await asyncio.to_thread(self._finish, fd)
+                await _uninterrupted(self._finish, fd)
             finally:
                 os.close(fd)
         finally:
@@ -358,9 +374,8 @@ class BlobDownload:
                     if len(pending) >= _FLUSH_BYTES:
                         data, start = bytes(pending), part.start
                         pending.clear()
-                        # Shielded so a cancel never leaves a write running that was not counted twice;
-                        # if cancelled meanwhile, the bytes land but go uncounted (fetched again later).
-                        await asyncio.shield(asyncio.to_thread(_pwrite_all, fd, data, start))
+                        # If cancelled meanwhile, the bytes land but go uncounted (fetched again later).
+                        await _uninterrupted(_pwrite_all, fd, data, start)
                         self._count(part, len(data))
                         now = asyncio.get_running_loop().time()
                         if now - persisted_at >= _PERSIST_EVERY:
@@ -411,22 +426,23 @@ class Downloads:
         self.settings = settings
         self._active: dict[str, _Shared] = {}
 
-    async def fetch(self, store: ModelStore, client: RegistryClient, layer: Layer) -> AsyncIterator[dict[str, Any]]:
+    async def fetch(self, store: ModelStore, client: RegistryClient, layer: Layer) -> AsyncGenerator[dict[str, Any], None]:
         """Progress events (``pulling <digest[7:19]>``) until ``layer``'s blob is in the store."""
         size = await asyncio.to_thread(_file_size, store.blob_path(layer.digest))
         if size is not None:
             yield progress_event(f"pulling {layer.digest[7:19]}", layer.digest, size, size)
             return
         shared = self._active.get(layer.digest)
-        if shared is None:
+        if shared is None or shared.task.done():
             download = BlobDownload(store, layer, self.settings)
             task = asyncio.create_task(download.run(client), name=f"download {layer.digest[7:19]}")
             shared = self._active[layer.digest] = _Shared(download, task)
             task.add_done_callback(functools.partial(self._forget, layer.digest, shared))
         shared.waiters += 1
         try:
-            async for event in watch(shared.task, shared.download.progress, self.settings.progress_interval):
-                yield event
+            async with aclosing(watch(shared.task, shared.download.progress, self.settings.progress_interval)) as events:
+                async for event in events:
+                    yield event
         finally:
             shared.waiters -= 1
             if shared.waiters == 0:

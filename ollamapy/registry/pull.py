@@ -13,8 +13,8 @@ blob it names is in the store.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from contextlib import suppress
+from collections.abc import AsyncGenerator
+from contextlib import aclosing, suppress
 from pathlib import Path
 from typing import Any
 
@@ -66,7 +66,7 @@ async def _fetch_manifest(client: RegistryClient, store: ModelStore, tag: str) -
 
 async def pull_model(
     manager: TransferManager, store: ModelStore, name: ModelName, *, insecure: bool = False, key_dir: Path | None = None
-) -> AsyncIterator[dict[str, Any]]:
+) -> AsyncGenerator[dict[str, Any], None]:
     """Pull ``name`` (already respelled as the store spells it), yielding progress events.
 
     Errors carry Ollama's texts (``insecure protocol http``, ``pull model manifest: file
@@ -82,8 +82,9 @@ async def pull_model(
     except OllamapyError as exc:
         raise RegistryError(f"pull model manifest: {exc}") from exc
     for layer in manifest_layers(manifest):
-        async for event in manager.downloads.fetch(store, client, layer):
-            yield event
+        async with aclosing(manager.downloads.fetch(store, client, layer)) as events:
+            async for event in events:
+                yield event
     yield progress_event("verifying sha256 digest")
     yield progress_event("writing manifest")
     await asyncio.to_thread(store.write_manifest, name, raw)

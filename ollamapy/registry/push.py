@@ -9,7 +9,8 @@ writes back the same bytes.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
+from contextlib import aclosing
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +37,7 @@ def _read_manifest(store: ModelStore, name: ModelName) -> bytes:
 
 async def push_model(
     manager: TransferManager, store: ModelStore, name: ModelName, *, insecure: bool = False, key_dir: Path | None = None
-) -> AsyncIterator[dict[str, Any]]:
+) -> AsyncGenerator[dict[str, Any], None]:
     """Push ``name`` (already respelled as the store spells it), yielding progress events."""
     yield progress_event("retrieving manifest")
     if name.scheme == "http" and not insecure:
@@ -49,8 +50,9 @@ async def push_model(
         raise
     client = manager.client(name, insecure=insecure, key_dir=key_dir or envconfig.home_dir())
     for layer in manifest_layers(manifest):
-        async for event in upload_blob(client, store, layer, manager.settings):
-            yield event
+        async with aclosing(upload_blob(client, store, layer, manager.settings)) as events:
+            async for event in events:
+                yield event
     yield progress_event("pushing manifest")
     response = await client.request("PUT", client.url("manifests", name.tag), headers={"Content-Type": MEDIA_TYPE_MANIFEST}, body=raw)
     response.release()

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -72,7 +72,7 @@ async def gather_all(coroutines: Iterable[Awaitable[Any]]) -> None:
 
 async def watch(
     task: asyncio.Future[Any], progress: Callable[[], dict[str, Any] | None], interval: float
-) -> AsyncIterator[dict[str, Any]]:
+) -> AsyncGenerator[dict[str, Any], None]:
     """Yield ``progress()`` every ``interval`` and once more when ``task`` succeeds; raise its error.
 
     Waiting never cancels ``task`` (it may be shared); the caller decides that. A task

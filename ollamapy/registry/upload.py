@@ -15,7 +15,8 @@ import asyncio
 import hashlib
 import logging
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
+from contextlib import aclosing
 from typing import Any
 
 import aiohttp
@@ -205,7 +206,7 @@ class BlobUpload:
 
 async def upload_blob(
     client: RegistryClient, store: ModelStore, layer: Layer, settings: TransferSettings
-) -> AsyncIterator[dict[str, Any]]:
+) -> AsyncGenerator[dict[str, Any], None]:
     """Progress events (``pushing <digest[7:19]>``) until the registry has ``layer``'s blob."""
     try:
         response = await client.request("HEAD", client.url("blobs", layer.digest))
@@ -218,8 +219,9 @@ async def upload_blob(
     upload = BlobUpload(store, layer, settings)
     task = asyncio.create_task(upload.run(client), name=f"upload {layer.digest[7:19]}")
     try:
-        async for event in watch(task, upload.progress, settings.progress_interval):
-            yield event
+        async with aclosing(watch(task, upload.progress, settings.progress_interval)) as events:
+            async for event in events:
+                yield event
     finally:
         if not task.done():
             task.cancel()
