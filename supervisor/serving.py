@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ollamapy import envconfig
 from ollamapy.errors import OllamapyError
 from ollamapy.model import Model
 from ollamapy.options import LoadOptions, Options, SamplingOptions
@@ -41,9 +42,23 @@ def prepare_load(model: Model, request_options: dict[str, Any] | None) -> Prepar
         log.warning("invalid option provided option=%s", name)
     if model.gguf is None:
         raise OllamapyError(f"model '{model.short_name}' has no GGUF weights")
-    num_ctx = resolve_num_ctx(model.gguf, options.load.num_ctx, probe_inventory())
+    inventory = probe_inventory()
+    num_ctx = resolve_num_ctx(model.gguf, options.load.num_ctx, inventory)
     load = options.load.model_copy(update={"num_ctx": num_ctx})
-    return PreparedRequest(load=LoadRequest(model=model, options=load, num_parallel=1), sampling=options.sampling)
+    # OLLAMA_NUM_PARALLEL: an explicit value as given; 0 = automatic: 4 when the KV cache
+    # for 4 sequences fits beside the model as well as for 1 (no layer leaves the GPU, or
+    # system memory holds it), else 1 (Ollama's default is always 1). Embedding-only
+    # models serve one request at a time.
+    num_parallel = envconfig.num_parallel()
+    if _is_embedding_only(model):
+        num_parallel = 1
+    elif num_parallel <= 0:
+        try:
+            one, four = (placement_for(model.gguf, load, n, inventory, projector_paths=model.projector_paths) for n in (1, 4))
+            num_parallel = 4 if four.n_gpu_layers >= one.n_gpu_layers else 1
+        except OllamapyError:
+            num_parallel = 1  # too big for 4 (or even 1): the load reports it
+    return PreparedRequest(load=LoadRequest(model=model, options=load, num_parallel=num_parallel), sampling=options.sampling)
 
 
 def _is_embedding_only(model: Model) -> bool:
