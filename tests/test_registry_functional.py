@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import ollama
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
@@ -451,6 +452,19 @@ async def test_push_mounts_layers_inherited_from_another_model(
     assert mounts == [f"/v2/mount/derived/blobs/uploads/?from=mount%2Fbase&mount={digest.replace(':', '%3A')}"]
     patches = [path for method, path, _ in proxy.requests if method == "PATCH"]
     assert len(patches) == 2  # the new system layer and the config; the weights were mounted, not sent
+
+
+async def test_official_ollama_client_pulls_and_pushes(client: TestClient, models_dir: Path, proxy: Proxy, published: Published) -> None:
+    api = ollama.AsyncClient(host=str(client.make_url("")).rstrip("/"))
+    model = f"{proxy.host}/{published.repo}:latest"
+    progress = [p async for p in await api.pull(model, insecure=True, stream=True)]
+    assert progress[0].status == "pulling manifest" and progress[-1].status == "success"
+    assert any(p.digest == published.weights and p.completed == p.total for p in progress)
+    assert (await api.pull(model, insecure=True)).status == "success"
+    _assert_pulled(models_dir, model, published)
+    assert (await api.push(model, insecure=True)).status == "success"
+    with pytest.raises(ollama.ResponseError, match="file does not exist"):
+        await api.pull(f"{proxy.host}/nothing/here", insecure=True)
 
 
 async def test_pull_replacing_a_tag_removes_its_unused_layers(
