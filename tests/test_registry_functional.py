@@ -17,6 +17,7 @@ import json
 import os
 import re
 import secrets
+import shutil
 import socket
 import subprocess
 import time
@@ -174,7 +175,10 @@ class Proxy:
     at ``n`` bytes until ``resume`` is set. ``stall_once``: the first ranged request for
     each range of ``d`` hangs. ``tamper``: one byte of each ranged response is flipped.
     ``cdn``: blob GETs are answered with a 307 to :attr:`cdn_url`, served by a second
-    server on another host name. ``authorized_key`` turns on Ollama-style token auth.
+    server on another host name. ``redirect_uploads``: upload PATCHes are answered with a
+    307 to that server, which keeps the parts; the commit PUT hands them to the registry
+    in one piece (as Ollama's registry does with its object store). ``authorized_key``
+    turns on Ollama-style token auth.
     A ``Range: bytes=0-0`` probe (the direct-URL lookup) is counted but never faulted.
     """
 
@@ -192,6 +196,10 @@ class Proxy:
         self.tamper: set[str] = set()
         self.cdn = False
         self.cdn_requests: list[dict[str, str]] = []
+        self.cdn_paths: list[str] = []
+        self.redirect_uploads = False
+        self.uploaded_parts: dict[str, dict[int, bytes]] = {}
+        self.commits: list[dict[str, str]] = []
         self.authorized_key = ""
         self.realm = ""
         self.token_requests: list[dict[str, str]] = []
@@ -268,6 +276,8 @@ class Proxy:
         self.requests.append((request.method, request.rel_url.raw_path_qs, byte_range))
         if digest and self.cdn:
             return web.Response(status=307, headers={"Location": f"{self.cdn_url}{request.path.lstrip('/')}?signature=abc"})
+        if self.redirect_uploads and "/blobs/uploads/" in request.path:
+            return await self._redirected_upload(request)
         probe = byte_range == "bytes=0-0"
         if digest and not probe and digest in self.stall_once and byte_range not in self.stalled:
             self.stalled.append(byte_range)
@@ -275,8 +285,30 @@ class Proxy:
         # rel_url: a forward-proxy request names the absolute URL; only its path goes upstream.
         return await self._forward(request, request.rel_url.raw_path_qs, digest if not probe else "", counted=digest)
 
+    async def _redirected_upload(self, request: web.Request) -> web.StreamResponse:
+        if request.method == "PATCH" and request.headers.get("X-Redirect-Uploads") == "1":
+            start = int(request.headers["Content-Range"].split("-")[0])
+            here = f"http://{request.host}{request.rel_url.raw_path_qs}"
+            target = f"{self.cdn_url}upload{request.path}?start={start}&signature=abc"
+            return web.Response(status=307, headers={"Location": target, "Docker-Upload-Location": here})
+        if request.method == "PUT" and "digest" in request.query:
+            self.commits.append(dict(request.query))
+            parts = self.uploaded_parts.pop(request.path, {})
+            data = b"".join(parts[start] for start in sorted(parts))
+            assert self._session is not None
+            async with self._session.put(
+                f"http://{self.upstream}{request.rel_url.raw_path_qs}", data=data, headers={"Host": request.host}
+            ) as upstream:
+                return web.Response(status=upstream.status, body=await upstream.read())
+        return await self._forward(request, request.rel_url.raw_path_qs, "", counted="")
+
     async def _handle_cdn(self, request: web.Request) -> web.StreamResponse:
         self.cdn_requests.append(dict(request.headers))
+        self.cdn_paths.append(f"{request.method} {request.path}")
+        if request.path.startswith("/cdn/upload/") and request.method == "PUT":
+            upload = request.path.removeprefix("/cdn/upload")
+            self.uploaded_parts.setdefault(upload, {})[int(request.query["start"])] = await request.read()
+            return web.Response(status=200)
         path = request.path.removeprefix("/cdn")
         return await self._forward(request, path, "", counted=path.rsplit("/", 1)[-1])
 
@@ -657,6 +689,34 @@ async def test_outbound_proxy_from_the_environment_is_used(
     assert events[-1] == {"status": "success"}
     assert any(path.endswith(published.weights) for _, path, _ in proxy.requests)
     _assert_pulled(models_dir, model, published)
+
+
+async def test_push_with_redirected_part_uploads(
+    client: TestClient, models_dir: Path, proxy: Proxy, published: Published
+) -> None:
+    model = f"{proxy.host}/{published.repo}:latest"
+    assert (await _pull(client, model))[-1] == {"status": "success"}
+    copy = f"{proxy.host}/redirected/tiny:latest"
+    assert (await client.post("/api/copy", json={"source": model, "destination": copy})).status == 200
+    proxy.redirect_uploads = True
+    events = await _stream(client, "/api/push", {"model": copy, "insecure": True})
+    assert events[-1] == {"status": "success"}
+
+    weights = published.blobs[published.weights]
+    part_size = len(weights) // 16
+    commit = next(c for c in proxy.commits if c["digest"] == published.weights)
+    md5s = b"".join(hashlib.md5(weights[i : i + part_size]).digest() for i in range(0, len(weights), part_size))
+    assert commit["etag"] == f"{hashlib.md5(md5s).hexdigest()}-16"
+    assert len([p for p in proxy.cdn_paths if p.startswith("PUT /cdn/upload/")]) == 16 + 2  # weights, config, template
+    assert not any("Authorization" in headers for headers in proxy.cdn_requests)
+
+    # The registry now has it: a fresh store pulls it back byte for byte.
+    proxy.redirect_uploads = False
+    shutil.rmtree(models_dir)
+    models_dir.mkdir()
+    assert (await _pull(client, copy))[-1] == {"status": "success"}
+    for digest, data in published.blobs.items():
+        assert (models_dir / "blobs" / digest.replace(":", "-")).read_bytes() == data
 
 
 # --- auth -------------------------------------------------------------------------------------

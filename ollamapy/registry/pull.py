@@ -18,6 +18,8 @@ from contextlib import aclosing, suppress
 from pathlib import Path
 from typing import Any
 
+import aiohttp
+
 from ollamapy import envconfig
 from ollamapy.errors import InvalidDigest, OllamapyError
 from ollamapy.names import ModelName
@@ -57,7 +59,10 @@ async def _fetch_manifest(client: RegistryClient, store: ModelStore, tag: str) -
     async with response:
         if (response.content_length or 0) > _MAX_MANIFEST_BYTES:
             raise RegistryError("manifest too large")
-        raw = await response.read()
+        try:
+            raw = await response.read()
+        except aiohttp.ClientError as exc:
+            raise RegistryError(str(exc) or type(exc).__name__) from exc
     manifest = Manifest.from_json(raw)
     for layer in manifest_layers(manifest):
         store.blob_path(layer.digest)  # InvalidDigest: never let a registry name a path

@@ -114,11 +114,14 @@ class BlobUpload:
         redirected: list[asyncio.Task[None]] = []
         fd = await asyncio.to_thread(os.open, self.path, os.O_RDONLY)
         try:
-            try:
-                for n, (offset, size) in enumerate(parts):
-                    location = await self._patch(client, location, fd, n, offset, size, md5s, redirected)
-            finally:
-                await gather_all(redirected)
+            for n, (offset, size) in enumerate(parts):
+                location = await self._patch(client, location, fd, n, offset, size, md5s, redirected)
+            await gather_all(redirected)
+        except BaseException:
+            for task in redirected:
+                task.cancel()
+            await asyncio.gather(*redirected, return_exceptions=True)
+            raise
         finally:
             os.close(fd)
         etag = f"{hashlib.md5(b''.join(md5s)).hexdigest()}-{len(parts)}"
