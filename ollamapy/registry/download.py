@@ -433,7 +433,9 @@ class Downloads:
             yield progress_event(f"pulling {layer.digest[7:19]}", layer.digest, size, size)
             return
         shared = self._active.get(layer.digest)
-        if shared is None or shared.task.done():
+        if shared is None or shared.task.done() or shared.task.cancelling():
+            # A download being cancelled (its last watcher left) is not joined: a new one
+            # waits for its lock and resumes from the part files it leaves.
             download = BlobDownload(store, layer, self.settings)
             task = asyncio.create_task(download.run(client), name=f"download {layer.digest[7:19]}")
             shared = self._active[layer.digest] = _Shared(download, task)
