@@ -552,6 +552,17 @@ def test_bare_think_flag_leaves_the_prompt_alone(served: FakeOllama) -> None:
     assert ("POST", "/api/show", {"model": "nope"}) in served.received
 
 
+def test_run_pulls_a_missing_model_first(served: FakeOllama) -> None:
+    served.pull_events = [{"status": "pulling manifest"}, {"error": "pull model manifest: file does not exist"}]
+    result = run("run", "llama9", "hi", "--insecure")
+    assert result.exit_code == 1
+    assert result.stderr.splitlines() == ["pulling manifest", "Error: pull model manifest: file does not exist"]
+    assert [(path, body) for _, path, body in served.received] == [
+        ("/api/show", {"model": "llama9"}),
+        ("/api/pull", {"model": "llama9", "insecure": True}),
+    ]
+
+
 def _terminal(columns: int) -> tuple[int, io.TextIOWrapper]:
     """A pseudo-terminal ``columns`` wide: its master fd and the writable slave side."""
     master, slave = os.openpty()
