@@ -28,6 +28,7 @@ from ollamapy.supervisor.routes_embed import setup_embed_routes
 from ollamapy.supervisor.routes_inference import setup_inference_routes
 from ollamapy.supervisor.routes_models import setup_model_routes
 from ollamapy.supervisor.routes_openai import setup_openai_routes
+from ollamapy.supervisor.routes_registry import setup_registry_routes
 from ollamapy.supervisor.routes_placement import setup_placement_routes
 from ollamapy.supervisor.scheduler import RunnerFactory, Scheduler
 from ollamapy.supervisor.serving import RunnerStarter
@@ -62,6 +63,7 @@ def setup_routes(app: web.Application) -> None:
     app.router.add_get("/api/version", version_handler)
     # model management
     setup_model_routes(app)
+    setup_registry_routes(app)
     # inference
     setup_inference_routes(app)
     setup_embed_routes(app)

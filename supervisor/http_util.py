@@ -119,6 +119,8 @@ async def respond_stream(
         task = asyncio.current_task()
         if task is not None:
             task.uncancel()
+        if request.transport is None or request.transport.is_closing():
+            raise ConnectionResetError("client connection closed during shutdown") from None
         await response.write(_line({"error": SHUTDOWN_ERROR}))
     except ConnectionResetError:
         raise

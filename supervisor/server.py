@@ -7,6 +7,7 @@ import logging
 from aiohttp import web
 
 from ollamapy import __version__, envconfig
+from ollamapy.registry import ensure_keypair
 from ollamapy.store import ModelStore
 from ollamapy.supervisor.app import create_app
 from ollamapy.supervisor.app_keys import STORE
@@ -37,6 +38,7 @@ def run_server() -> None:
     """Serve the API on OLLAMA_HOST until SIGINT/SIGTERM, then exit 0 with no runner left."""
     _configure_logging()
     log.info(envconfig.describe_config())
+    log.info("registry key: %s", ensure_keypair(envconfig.home_dir()))
     host = envconfig.host()
     app = create_app()
 
