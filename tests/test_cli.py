@@ -22,6 +22,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pyte
 import pytest
@@ -426,7 +427,7 @@ def test_rm_stops_each_model_before_deleting_it(served: FakeOllama) -> None:
 
 LAYER = "sha256:" + "dde5aa3fc5ff" + "0" * 52
 CONFIG = "sha256:" + "34bb5ab01051" + "1" * 52
-PULL_EVENTS = [
+PULL_EVENTS: list[dict[str, Any]] = [
     {"status": "pulling manifest"},
     {"status": "pulling dde5aa3fc5ff", "digest": LAYER, "total": 2_019_377_376, "completed": 0},
     {"status": "pulling dde5aa3fc5ff", "digest": LAYER, "total": 2_019_377_376, "completed": 1_000_000_000},
