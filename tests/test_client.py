@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import socket
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -216,7 +216,7 @@ def fake() -> FakeOllama:
 
 
 @pytest.fixture
-async def api(fake: FakeOllama, aiohttp_server: Callable[[web.Application], Awaitable[TestServer]]) -> Client:
+async def api(fake: FakeOllama, aiohttp_server: Callable[[web.Application], Awaitable[TestServer]]) -> AsyncIterator[Client]:
     server = await aiohttp_server(fake.app())
     async with Client(str(server.make_url(""))) as client:
         yield client
