@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import logging
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -21,24 +19,16 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from ollamapy.supervisor.app import create_app
+from ollamapy.testing.api import create_model, free_port
 from ollamapy.supervisor.app_keys import SCHEDULER
 
 pytestmark = pytest.mark.serving
 
 
-async def _create_tiny(session: Any, base: str, gguf: Path) -> None:
-    digest = "sha256:" + hashlib.sha256(gguf.read_bytes()).hexdigest()
-    async with session.post(f"{base}/api/blobs/{digest}", data=gguf.read_bytes()) as resp:
-        assert resp.status in (200, 201)
-    body = {"model": "tiny", "files": {"m.gguf": digest}, "template": "{{ .Prompt }}", "stream": False}
-    async with session.post(f"{base}/api/create", json=body) as resp:
-        assert resp.status == 200, await resp.text()
-
-
 @pytest.fixture
 async def client(aiohttp_client: Any, models_dir: Path, tiny_gguf: Path) -> TestClient:
     test_client = await aiohttp_client(create_app(models_dir))
-    await _create_tiny(test_client, "", tiny_gguf)
+    await create_model(test_client, "tiny", tiny_gguf, template="{{ .Prompt }}")
     return test_client
 
 
@@ -92,12 +82,6 @@ async def test_one_access_log_line_per_request(client: TestClient, caplog: pytes
     assert "eval_tokens=3" in lines[0]
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 async def _wait_up(base: str, proc: subprocess.Popen[bytes]) -> None:
     async with aiohttp.ClientSession() as session:
         for _ in range(200):
@@ -112,14 +96,14 @@ async def _wait_up(base: str, proc: subprocess.Popen[bytes]) -> None:
 
 
 async def test_sigterm_finishes_short_streams_ends_long_ones_and_leaves_no_child(tmp_path: Path, tiny_gguf: Path) -> None:
-    port = _free_port()
+    port = free_port()
     base = f"http://127.0.0.1:{port}"
     env = {**os.environ, "OLLAMA_HOST": f"127.0.0.1:{port}", "OLLAMA_MODELS": str(tmp_path / "models"), "OLLAMAPY_SHUTDOWN_GRACE": "2s"}
     proc = subprocess.Popen([sys.executable, "-m", "ollamapy", "serve"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         await _wait_up(base, proc)
         async with aiohttp.ClientSession() as session:
-            await _create_tiny(session, base, tiny_gguf)
+            await create_model(session, "tiny", tiny_gguf, base=base, template="{{ .Prompt }}")
             # an endless JSON array of booleans: no end-of-sequence, no token repeated in a row
             endless = {"type": "array", "items": {"type": "boolean"}, "minItems": 100_000}
             long_body = {"model": "tiny", "prompt": "x", "format": endless, "options": {"num_predict": 1_000_000, "num_ctx": 4096}}

@@ -18,7 +18,6 @@ import os
 import re
 import secrets
 import shutil
-import socket
 import subprocess
 import time
 import urllib.error
@@ -36,6 +35,7 @@ from aiohttp.test_utils import TestClient
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import load_ssh_public_key
+from ollamapy.testing.api import free_port
 from ollamapy.supervisor.app import create_app
 from ollamapy.supervisor.routes_registry import setup_registry_routes
 
@@ -58,12 +58,6 @@ SETTINGS = TransferSettings(
 )
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _digest(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
@@ -77,7 +71,7 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     if not os.access(REGISTRY_BIN, os.X_OK):
         pytest.skip(f"{REGISTRY_BIN} not found: install Debian's docker-registry package")
     root = tmp_path_factory.mktemp("registry")
-    port = _free_port()
+    port = free_port()
     config = root / "config.yml"
     config.write_text(
         "version: 0.1\n"
@@ -218,7 +212,7 @@ class Proxy:
         app.router.add_route("*", "/{tail:.*}", handler)
         runner = web.AppRunner(app, handler_cancellation=True, access_log=None, shutdown_timeout=0.1)
         await runner.setup()
-        port = _free_port()
+        port = free_port()
         await web.TCPSite(runner, host, port).start()
         self._runners.append(runner)
         return f"{host}:{port}"
@@ -757,7 +751,7 @@ async def test_unknown_key_and_foreign_realm_are_refused(
     assert events[-1] == {"error": "pull model manifest: 401: unknown key"}
 
     # A realm on another host never receives the signed request.
-    other = f"127.0.0.1:{_free_port()}"
+    other = f"127.0.0.1:{free_port()}"
     proxy.realm = f"http://{other}/token"
     events = await _pull(client, model)
     assert events[-1] == {"error": f'pull model manifest: realm host "{other}" does not match original host "{proxy.host}"'}

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import math
 import signal
@@ -16,6 +15,7 @@ from aiohttp.test_utils import TestClient
 
 from ollamapy.supervisor.app import create_app
 from ollamapy.supervisor.app_keys import SCHEDULER
+from ollamapy.testing.api import create_model, upload_blob
 from ollamapy.testing.tiny_gguf import write_tiny_lora
 
 pytestmark = pytest.mark.serving
@@ -23,25 +23,12 @@ pytestmark = pytest.mark.serving
 GREEDY = {"temperature": 0, "seed": 42}
 
 
-async def _upload(client: TestClient, path: Path) -> str:
-    digest = "sha256:" + hashlib.sha256(path.read_bytes()).hexdigest()
-    resp = await client.post(f"/api/blobs/{digest}", data=path.read_bytes())
-    assert resp.status in (200, 201)
-    return digest
-
-
-async def _create(client: TestClient, name: str, gguf: Path, **extra: Any) -> None:
-    digest = await _upload(client, gguf)
-    resp = await client.post("/api/create", json={"model": name, "files": {"m.gguf": digest}, "stream": False, **extra})
-    assert resp.status == 200, await resp.text()
-
-
 @pytest.fixture
 async def client(aiohttp_client: Any, models_dir: Path, tiny_gguf: Path, tiny_embed_gguf: Path) -> TestClient:
     app = create_app(models_dir)
     test_client = await aiohttp_client(app)
-    await _create(test_client, "tiny", tiny_gguf, template="{{ if .System }}{{ .System }} {{ end }}{{ .Prompt }}")
-    await _create(test_client, "embedder", tiny_embed_gguf)
+    await create_model(test_client, "tiny", tiny_gguf, template="{{ if .System }}{{ .System }} {{ end }}{{ .Prompt }}")
+    await create_model(test_client, "embedder", tiny_embed_gguf)
     return test_client
 
 
@@ -204,8 +191,8 @@ async def test_keep_alive_forever_reports_far_future(client: TestClient) -> None
 async def test_eviction_with_max_loaded_one(aiohttp_client: Any, models_dir: Path, tiny_gguf: Path, tiny_embed_gguf: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OLLAMA_MAX_LOADED_MODELS", "1")
     client = await aiohttp_client(create_app(models_dir))
-    await _create(client, "tiny", tiny_gguf)
-    await _create(client, "embedder", tiny_embed_gguf)
+    await create_model(client, "tiny", tiny_gguf)
+    await create_model(client, "embedder", tiny_embed_gguf)
     await _generate(client, prompt="hi", options={"num_predict": 1})
     first_pid = _runners(client)[0].handle.pid
     resp = await client.post("/api/embed", json={"model": "embedder", "input": "hello"})
@@ -217,7 +204,7 @@ async def test_eviction_with_max_loaded_one(aiohttp_client: Any, models_dir: Pat
 async def test_queue_full_answers_503(aiohttp_client: Any, models_dir: Path, tiny_gguf: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OLLAMA_MAX_QUEUE", "1")
     client = await aiohttp_client(create_app(models_dir))
-    await _create(client, "tiny", tiny_gguf)
+    await create_model(client, "tiny", tiny_gguf)
     await _generate(client, prompt="warm", options={"num_predict": 1})
     long_body = {"model": "tiny", "prompt": "x", "options": {"num_predict": 3000, "num_ctx": 4096}}
     busy = await client.post("/api/generate", json=long_body)
@@ -259,8 +246,8 @@ async def test_client_disconnect_stops_generation(client: TestClient) -> None:
 
 async def test_lora_adapter_changes_greedy_output(client: TestClient, models_dir: Path, tiny_gguf: Path) -> None:
     lora = write_tiny_lora(models_dir.parent / "lora.gguf")
-    lora_digest = await _upload(client, lora)
-    model_digest = await _upload(client, tiny_gguf)
+    lora_digest = await upload_blob(client, lora)
+    model_digest = await upload_blob(client, tiny_gguf)
     resp = await client.post("/api/create", json={"model": "tiny-lora", "files": {"m.gguf": model_digest}, "adapters": {"l.gguf": lora_digest}, "template": "{{ .Prompt }}", "stream": False})
     assert resp.status == 200
     body = {"prompt": "the sky is", "stream": False, "options": {**GREEDY, "num_predict": 16}}
@@ -347,7 +334,7 @@ TOOL_TEMPLATE = (
 
 
 async def test_chat_tool_calls_end_to_end(client: TestClient, tiny_gguf: Path) -> None:
-    await _create(client, "tooly", tiny_gguf, template=TOOL_TEMPLATE)
+    await create_model(client, "tooly", tiny_gguf, template=TOOL_TEMPLATE)
     tools = [{"type": "function", "function": {"name": "get_weather", "description": "weather", "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}]
     schema = {
         "type": "object",

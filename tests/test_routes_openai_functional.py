@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import hashlib
 import json
 import math
 import re
@@ -22,7 +21,7 @@ from aiohttp.test_utils import TestClient
 
 from ollamapy.supervisor.app import create_app
 from ollamapy.supervisor.app_keys import SCHEDULER
-from ollamapy.supervisor.routes_openai import setup_openai_routes
+from ollamapy.testing.api import create_model
 
 pytestmark = pytest.mark.serving
 
@@ -48,28 +47,13 @@ TIME = {"type": "function", "function": {"name": "get_time", "parameters": {"typ
 USER = [{"role": "user", "content": "hello"}]
 
 
-async def _upload(client: TestClient, path: Path) -> str:
-    digest = "sha256:" + hashlib.sha256(path.read_bytes()).hexdigest()
-    resp = await client.post(f"/api/blobs/{digest}", data=path.read_bytes())
-    assert resp.status in (200, 201)
-    return digest
-
-
-async def _create(client: TestClient, name: str, gguf: Path, **extra: Any) -> None:
-    digest = await _upload(client, gguf)
-    resp = await client.post("/api/create", json={"model": name, "files": {"m.gguf": digest}, "stream": False, **extra})
-    assert resp.status == 200, await resp.text()
-
-
 @pytest.fixture
 async def client(aiohttp_client: Any, models_dir: Path, tiny_gguf: Path, tiny_embed_gguf: Path) -> TestClient:
     app = create_app(models_dir)
-    if not any(r.resource is not None and r.resource.canonical == "/v1/models" for r in app.router.routes()):
-        setup_openai_routes(app)  # until create_app registers /v1 itself
     test_client = await aiohttp_client(app)
-    await _create(test_client, "tiny", tiny_gguf, template="{{ range .Messages }}{{ .Content }} {{ end }}{{ .Prompt }}")
-    await _create(test_client, "tooly", tiny_gguf, template=TOOL_TEMPLATE)
-    await _create(test_client, "embedder", tiny_embed_gguf)
+    await create_model(test_client, "tiny", tiny_gguf, template="{{ range .Messages }}{{ .Content }} {{ end }}{{ .Prompt }}")
+    await create_model(test_client, "tooly", tiny_gguf, template=TOOL_TEMPLATE)
+    await create_model(test_client, "embedder", tiny_embed_gguf)
     return test_client
 
 
@@ -169,7 +153,7 @@ async def test_forced_tool_call(client: TestClient, choice: Any) -> None:
 
 
 async def test_forced_call_with_a_tagged_template_is_read_from_content(client: TestClient, tiny_gguf: Path) -> None:
-    await _create(client, "tagged", tiny_gguf, template=TAGGED_TOOL_TEMPLATE)
+    await create_model(client, "tagged", tiny_gguf, template=TAGGED_TOOL_TEMPLATE)
     request = {"model": "tagged", "messages": USER, "tools": [WEATHER], "tool_choice": "required", "max_tokens": 80, **GREEDY}
     body = await _post(client, "/v1/chat/completions", request)
     message = body["choices"][0]["message"]

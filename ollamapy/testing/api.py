@@ -1,0 +1,43 @@
+"""Small helpers tests and benchmarks use to drive a server through its HTTP API."""
+
+from __future__ import annotations
+
+import hashlib
+import socket
+from pathlib import Path
+from typing import Any, Protocol
+
+__all__ = ["free_port", "file_digest", "upload_blob", "create_model"]
+
+
+class _Poster(Protocol):
+    """An aiohttp ``ClientSession`` or a test ``TestClient``: both post to a URL or path."""
+
+    def post(self, url: str, **kwargs: Any) -> Any: ...
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def file_digest(path: Path) -> str:
+    return "sha256:" + hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+async def upload_blob(http: _Poster, path: Path, *, base: str = "") -> str:
+    """Upload ``path`` through ``/api/blobs`` and return its digest."""
+    digest = file_digest(path)
+    async with http.post(f"{base}/api/blobs/{digest}", data=path.read_bytes()) as resp:
+        assert resp.status in (200, 201), await resp.text()
+    return digest
+
+
+async def create_model(http: _Poster, name: str, gguf: Path, *, base: str = "", **extra: Any) -> None:
+    """Create ``name`` from a GGUF file (uploaded first) with ``stream: false``."""
+    digest = await upload_blob(http, gguf, base=base)
+    body = {"model": name, "files": {"m.gguf": digest}, "stream": False, **extra}
+    async with http.post(f"{base}/api/create", json=body) as resp:
+        assert resp.status == 200, await resp.text()
