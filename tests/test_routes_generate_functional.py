@@ -201,27 +201,39 @@ async def test_eviction_with_max_loaded_one(aiohttp_client: Any, models_dir: Pat
     await _wait_gone(first_pid)
 
 
+ENDLESS = {"type": "array", "items": {"type": "boolean"}, "minItems": 100_000}
+"""A format the tiny model cannot finish: no end-of-sequence, no token repeated in a row."""
+
+
 async def test_queue_full_answers_503(aiohttp_client: Any, models_dir: Path, tiny_gguf: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OLLAMA_MAX_QUEUE", "1")
+    monkeypatch.setenv("OLLAMA_NUM_PARALLEL", "1")
     client = await aiohttp_client(create_app(models_dir))
     await create_model(client, "tiny", tiny_gguf)
     await _generate(client, prompt="warm", options={"num_predict": 1})
-    long_body = {"model": "tiny", "prompt": "x", "options": {"num_predict": 3000, "num_ctx": 4096}}
+    long_body = {"model": "tiny", "prompt": "x", "format": ENDLESS, "options": {"num_predict": 100_000}}
     busy = await client.post("/api/generate", json=long_body)
-    await busy.content.readline()  # the runner is now generating
-    waiting = asyncio.ensure_future(client.post("/api/generate", json={**long_body, "options": {"num_predict": 1}}))
-    scheduler = client.app[SCHEDULER]
-    while scheduler.waiting < 1:
-        await asyncio.sleep(0.01)
-    rejected = await client.post("/api/generate", json={**long_body, "options": {"num_predict": 1}})
+    await busy.content.readline()  # the runner's one slot is now generating
+    short = {"model": "tiny", "prompt": "x", "options": {"num_predict": 1}}
+    waiting = asyncio.ensure_future(client.post("/api/generate", json=short))
+    await until(lambda: client.app[SCHEDULER].waiting == 1)
+    rejected = await client.post("/api/generate", json=short)
     assert rejected.status == 503
     assert await rejected.json() == {"error": "server busy, please try again.  maximum pending requests exceeded"}
     busy.close()
-    assert (await waiting).status == 200
+    assert (await asyncio.wait_for(waiting, 30)).status == 200
+
+
+async def until(predicate: Any, timeout: float = 10.0) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not predicate():
+        assert loop.time() < deadline, "condition not reached"
+        await asyncio.sleep(0.01)
 
 
 async def test_runner_killed_mid_stream_gives_error_line_then_recovers(client: TestClient) -> None:
-    resp = await client.post("/api/generate", json={"model": "tiny", "prompt": "x", "options": {"num_predict": 4000, "num_ctx": 4096}})
+    resp = await client.post("/api/generate", json={"model": "tiny", "prompt": "x", "format": ENDLESS, "options": {"num_predict": 100_000}})
     first = json.loads(await resp.content.readline())
     assert first["done"] is False
     (runner,) = _runners(client)
@@ -233,7 +245,7 @@ async def test_runner_killed_mid_stream_gives_error_line_then_recovers(client: T
 
 
 async def test_client_disconnect_stops_generation(client: TestClient) -> None:
-    resp = await client.post("/api/generate", json={"model": "tiny", "prompt": "x", "options": {"num_predict": 4000, "num_ctx": 4096}})
+    resp = await client.post("/api/generate", json={"model": "tiny", "prompt": "x", "format": ENDLESS, "options": {"num_predict": 100_000}})
     await resp.content.readline()
     (runner,) = _runners(client)
     resp.close()
@@ -241,7 +253,7 @@ async def test_client_disconnect_stops_generation(client: TestClient) -> None:
     first = (await runner.handle.health()).tokens_generated
     await asyncio.sleep(0.3)
     assert (await runner.handle.health()).tokens_generated == first
-    assert first < 4000
+    assert first < 100_000
 
 
 async def test_lora_adapter_changes_greedy_output(client: TestClient, models_dir: Path, tiny_gguf: Path) -> None:
