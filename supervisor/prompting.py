@@ -8,6 +8,7 @@ layers, its GGUF special tokens, and a token counter backed by the runner's toke
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -23,6 +24,8 @@ from ollamapy.tool_parser import ToolCallParser, tool_call_tag
 from ollamapy.tools_types import Tool
 
 __all__ = ["RenderedPrompt", "render_generate", "render_chat", "OutputParser"]
+
+log = logging.getLogger("ollamapy.server")
 
 
 @dataclass(frozen=True)
@@ -96,7 +99,7 @@ def _common(model: Model, runner: LoadedRunner | None, loop: asyncio.AbstractEve
 async def render_generate(model: Model, req: GenerateRequest, *, think: bool | None, think_level: str | None, runner: LoadedRunner | None) -> RenderedPrompt:
     """The prompt for ``/api/generate`` (``raw`` sends the prompt as it is)."""
     if req.raw:
-        return RenderedPrompt(req.prompt, len(req.images or []))
+        return _rendered(model, req.prompt, len(req.images or []))
     context_text = None
     if req.context is not None and runner is not None:
         context_text = await runner.handle.detokenize(req.context)  # type: ignore[attr-defined]
@@ -117,7 +120,13 @@ async def render_generate(model: Model, req: GenerateRequest, *, think: bool | N
         **_common(model, runner, loop),
     )
     await _check_fits(runner, result.prompt, req.truncate)
-    return RenderedPrompt(result.prompt, result.image_count)
+    return _rendered(model, result.prompt, result.image_count)
+
+
+def _rendered(model: Model, text: str, image_count: int) -> RenderedPrompt:
+    """The result, logged in full at debug level (``OLLAMA_DEBUG=1``)."""
+    log.debug("rendered prompt model=%s prompt=%r", model.short_name, text)
+    return RenderedPrompt(text, image_count)
 
 
 def _tools(req: ChatRequest) -> list[Tool]:
@@ -144,7 +153,7 @@ async def render_chat(model: Model, req: ChatRequest, *, think: bool | None, thi
         **_common(model, runner, loop),
     )
     await _check_fits(runner, result.prompt, req.truncate)
-    return RenderedPrompt(result.prompt, result.image_count)
+    return _rendered(model, result.prompt, result.image_count)
 
 
 def _parsed_template(model: Model) -> Template | None:

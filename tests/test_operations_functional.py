@@ -123,3 +123,9 @@ async def test_sigterm_finishes_short_streams_ends_long_ones_and_leaves_no_child
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+async def test_debug_level_logs_the_rendered_prompt(client: TestClient, caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.DEBUG, logger="ollamapy.server"):
+        await client.post("/api/generate", json={"model": "tiny", "prompt": "tell me", "stream": False, "options": {"num_predict": 1}})
+    assert any("rendered prompt model=tiny:latest prompt='tell me'" in r.getMessage() for r in caplog.records)
