@@ -28,12 +28,12 @@ from __future__ import annotations
 
 import bisect
 import itertools
-import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from ollamapy.display import processor_label
 from ollamapy import envconfig
 from ollamapy.errors import InvalidRequest, OllamapyError
 from ollamapy.gguf_meta import GGUFInfo
@@ -66,18 +66,6 @@ FIT_FRACTION = 0.8
 SplitMode = Literal["none", "layer"]
 
 _VENDOR_NAMES: dict[Vendor, str] = {"nvidia": "NVIDIA", "amd": "AMD"}
-
-
-def processor_label(size: int, size_vram: int) -> str:
-    """The PROCESSOR column of ``ollama ps``: ``100% GPU``, ``100% CPU``, ``48%/52% CPU/GPU``."""
-    if size_vram == 0:
-        return "100% CPU"
-    if size_vram == size:
-        return "100% GPU"
-    if size_vram > size or size == 0:
-        return "Unknown"
-    cpu_percent = math.floor((size - size_vram) / size * 100 + 0.5)  # Go's math.Round
-    return f"{cpu_percent}%/{100 - cpu_percent}% CPU/GPU"
 
 
 @dataclass(frozen=True)
