@@ -33,8 +33,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from ollamapy.display import processor_label
 from ollamapy import envconfig
+from ollamapy.display import processor_label
 from ollamapy.errors import InvalidRequest, OllamapyError
 from ollamapy.gguf_meta import GGUFInfo
 from ollamapy.options import LoadOptions
