@@ -1,11 +1,11 @@
 """The generation engine: continuous batching of many requests over one llama.cpp context.
 
 The runner's HTTP server only talks to an ``Engine``. ``BatchEngine`` serves up to
-``num_parallel`` requests at once, each a *sequence* in one unified KV cache, from one
-engine thread that repeats a *step*: admit waiting requests into free slots, build one
-``llama_batch`` from every decoding sequence's next token plus a chunk of pending prompt
-tokens, ``llama_decode`` it, then sample each sequence that produced logits with its own
-sampler chain (seed, grammar, penalties). So:
+``num_parallel`` requests at once, each a *sequence* with its own KV stream, from one
+engine thread that repeats a *step*: admit waiting requests into free slots, decode every
+decoding sequence's next token in one ``llama_batch``, evaluate one chunk of a pending
+prompt, and sample each sequence that produced logits with its own sampler chain (seed,
+grammar, penalties). So:
 
 * a new request joins at the next step; its prompt is evaluated in chunks, small ones while
   other sequences are decoding, so they are not starved;
@@ -150,8 +150,6 @@ class _Sequence:
     cached_count: int = 0
     next_token: int | None = None
     """Sampled and sent, to be evaluated in the next step."""
-    output_index: int = -1
-    """Index of this sequence's logits in the current batch, or -1."""
     out: OutputFilter = field(init=False)
     generated: list[int] = field(default_factory=list)
     ends: list[int] = field(default_factory=list)
@@ -194,7 +192,7 @@ class BatchEngine:
         self._use_counter = itertools.count(1)
         self._thread: threading.Thread | None = None
         # Kept on self: llama.cpp holds the pointer while the callback is installed.
-        self._abort_watch: list[Ticket] = []
+        self._abort_watch: Ticket | None = None
         self._abort_callback = llama_lib.ggml_abort_callback(self._should_abort)
         self._no_abort_callback = llama_lib.ggml_abort_callback()
 
@@ -398,68 +396,65 @@ class BatchEngine:
             self._end(sequence, free_kv=True)
 
     def _step(self) -> None:
-        """One ``llama_decode`` over every running sequence, then sampling."""
-        ctx = self._model.ctx
-        batch = self._batch
-        n = 0
-        for sequence in self._running:
-            sequence.output_index = -1
-        decoding = [s for s in self._running if s.next_token is not None]
-        for sequence in decoding:
-            assert sequence.slot is not None
-            n = self._put(n, sequence.next_token, len(sequence.slot.cached), sequence.slot.seq_id, True)  # type: ignore[arg-type]
-            sequence.output_index = n - 1
-        budget = self._n_batch - n
-        if decoding:
-            budget = min(budget, PREFILL_CHUNK_WHILE_DECODING)
-        prefill: list[tuple[_Sequence, int]] = []
-        for sequence in self._running:
-            if not sequence.pending or budget <= 0:
-                continue
-            assert sequence.slot is not None
-            take = min(len(sequence.pending), budget)
-            start = len(sequence.slot.cached)
-            last = take == len(sequence.pending)
-            for i, token in enumerate(sequence.pending[:take]):
-                n = self._put(n, token, start + i, sequence.slot.seq_id, last and i == take - 1)
-            if last:
-                sequence.output_index = n - 1
-            prefill.append((sequence, take))
-            budget -= take
-        batch.n_tokens = n
+        """Decode every decoding sequence's next token together, then evaluate one chunk of
+        the oldest pending prompt on its own.
 
-        if prefill:
-            # A prompt chunk can take long: let a cancelled request abort it inside llama.cpp.
-            self._abort_watch = [s.ticket for s, _ in prefill]
-            llama_lib.llama_set_abort_callback(ctx, self._abort_callback, None)
-        started = time.perf_counter_ns()
-        try:
-            status = llama_lib.llama_decode(ctx, batch)
-        finally:
-            if prefill:
-                llama_lib.llama_set_abort_callback(ctx, self._no_abort_callback, None)
-                self._abort_watch = []
-        now = time.perf_counter_ns()
-        if status == _DECODE_ABORTED:
-            # llama.cpp removed this batch from the KV cache: the step never happened.
-            return
+        Prompts never share a ``llama_decode`` with other sequences: the kernels llama.cpp
+        picks depend on the batch's shape, and this way a sequence's prompt is computed
+        exactly as it would be alone, so greedy output does not depend on its neighbours.
+        """
+        decoding = [s for s in self._running if s.next_token is not None]
+        if decoding:
+            self._decode(decoding)
+        prompt = next((s for s in self._running if s.pending and not s.ticket.cancelled), None)
+        if prompt is not None:
+            busy = any(s.next_token is not None for s in self._running)
+            self._prefill(prompt, PREFILL_CHUNK_WHILE_DECODING if busy else self._n_batch)
+
+    def _decode(self, decoding: list[_Sequence]) -> None:
+        n = 0
+        for sequence in decoding:
+            assert sequence.slot is not None and sequence.next_token is not None
+            n = self._put(n, sequence.next_token, len(sequence.slot.cached), sequence.slot.seq_id, True)
+        self._batch.n_tokens = n
+        status = llama_lib.llama_decode(self._model.ctx, self._batch)
         if status != 0:
             raise RuntimeError(f"llama_decode failed with status {status} (batch of {n} tokens)")
-
-        for sequence in decoding:
+        for index, sequence in enumerate(decoding):
             assert sequence.slot is not None and sequence.next_token is not None
             sequence.slot.cached.append(sequence.next_token)
             sequence.next_token = None
-        for sequence, take in prefill:
-            assert sequence.slot is not None
-            sequence.slot.cached.extend(sequence.pending[:take])
-            del sequence.pending[:take]
-            if not sequence.pending:
-                sequence.prompt_ns = now - sequence.admitted_ns
-                sequence.prompt_done_ns = now
-        for sequence in list(self._running):
-            if sequence.output_index >= 0:
-                self._sample(sequence, sequence.output_index)
+            self._sample(sequence, index)
+
+    def _prefill(self, sequence: _Sequence, limit: int) -> None:
+        assert sequence.slot is not None
+        ctx = self._model.ctx
+        take = min(len(sequence.pending), limit)
+        last = take == len(sequence.pending)
+        start = len(sequence.slot.cached)
+        n = 0
+        for i, token in enumerate(sequence.pending[:take]):
+            n = self._put(n, token, start + i, sequence.slot.seq_id, last and i == take - 1)
+        self._batch.n_tokens = n
+        # A prompt chunk can take long: let a cancelled request abort it inside llama.cpp.
+        self._abort_watch = sequence.ticket
+        llama_lib.llama_set_abort_callback(ctx, self._abort_callback, None)
+        try:
+            status = llama_lib.llama_decode(ctx, self._batch)
+        finally:
+            llama_lib.llama_set_abort_callback(ctx, self._no_abort_callback, None)
+            self._abort_watch = None
+        if status == _DECODE_ABORTED:
+            return  # llama.cpp removed the chunk from the KV cache; the sequence is reaped next
+        if status != 0:
+            raise RuntimeError(f"llama_decode failed with status {status} (prompt chunk of {n} tokens)")
+        sequence.slot.cached.extend(sequence.pending[:take])
+        del sequence.pending[:take]
+        if last:
+            now = time.perf_counter_ns()
+            sequence.prompt_ns = now - sequence.admitted_ns
+            sequence.prompt_done_ns = now
+            self._sample(sequence, n - 1)
 
     def _put(self, n: int, token: int, pos: int, seq_id: int, logits: bool) -> int:
         batch = self._batch
@@ -471,7 +466,8 @@ class BatchEngine:
         return n + 1
 
     def _should_abort(self, _data: ctypes.c_void_p) -> bool:
-        return any(ticket.cancelled for ticket in self._abort_watch)
+        watch = self._abort_watch
+        return watch is not None and watch.cancelled
 
     def _sample(self, sequence: _Sequence, index: int) -> None:
         """Sample the sequence's next token from row ``index`` of the batch and act on it."""

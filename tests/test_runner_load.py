@@ -17,8 +17,9 @@ def test_defaults_map_to_a_cpu_load_with_mean_pooling_fallback(tiny_gguf: Path) 
     model, ctx = model_params(spec), context_params(spec)
     assert model.n_gpu_layers == 0 and model.load_mode == llama_lib.LLAMA_LOAD_MODE_MMAP
     assert model.split_mode == llama_lib.LLAMA_SPLIT_MODE_LAYER
+    assert not model.use_extra_bufts  # batch-invariant kernels
     assert ctx.n_ctx == 4096 and ctx.n_batch == ctx.n_ubatch == 512
-    assert ctx.n_seq_max == 1 and ctx.kv_unified
+    assert ctx.n_seq_max == 1 and not ctx.kv_unified  # one KV stream per sequence
     assert ctx.type_k == ctx.type_v == llama_lib.GGML_TYPE_F16
     assert ctx.flash_attn_type == llama_lib.LLAMA_FLASH_ATTN_TYPE_DISABLED
     assert declared_pooling_type(str(tiny_gguf)) is None
