@@ -63,6 +63,8 @@ request's prompt puts between their tokens. Alone, a prompt goes ``num_batch`` a
 
 _WHITESPACE = b" \t\n\r\v\f"
 _DECODE_ABORTED = 2
+_ABORTABLE_CHUNK = 32
+"""Prompt chunks longer than this can be aborted midway (llama.cpp's abort callback)."""
 
 ChunkSink = Callable[[CompletionChunk | BaseException | None], None]
 """Receives a completion's chunks in the engine thread: chunks (the last one ``done``), or
@@ -436,14 +438,18 @@ class BatchEngine:
         for i, token in enumerate(sequence.pending[:take]):
             n = self._put(n, token, start + i, sequence.slot.seq_id, last and i == take - 1)
         self._batch.n_tokens = n
-        # A prompt chunk can take long: let a cancelled request abort it inside llama.cpp.
-        self._abort_watch = sequence.ticket
-        llama_lib.llama_set_abort_callback(ctx, self._abort_callback, None)
+        # A long prompt chunk can take seconds: let a cancelled request abort it inside
+        # llama.cpp. Not for short ones: the callback runs (in Python) for every graph node.
+        abortable = n > _ABORTABLE_CHUNK
+        if abortable:
+            self._abort_watch = sequence.ticket
+            llama_lib.llama_set_abort_callback(ctx, self._abort_callback, None)
         try:
             status = llama_lib.llama_decode(ctx, self._batch)
         finally:
-            llama_lib.llama_set_abort_callback(ctx, self._no_abort_callback, None)
-            self._abort_watch = None
+            if abortable:
+                llama_lib.llama_set_abort_callback(ctx, self._no_abort_callback, None)
+                self._abort_watch = None
         if status == _DECODE_ABORTED:
             return  # llama.cpp removed the chunk from the KV cache; the sequence is reaped next
         if status != 0:

@@ -34,13 +34,15 @@ from ollamapy.runner_protocol import (
     TokenizeResponse,
 )
 
-from .engine import Engine, Ticket
+from .engine import ChunkSink, Engine, Ticket
 
 __all__ = ["RunnerServer", "serve"]
 
 log = logging.getLogger("ollamapy.runner")
 
 _Model = TypeVar("_Model", bound=BaseModel)
+_INLINE_PROMPT_CHARS = 8192
+"""Prompts shorter than this (without a grammar) are validated on the event loop."""
 
 
 def _json(model: BaseModel, status: int = 200) -> web.Response:
@@ -141,20 +143,29 @@ class RunnerServer:
         def sink(item: CompletionChunk | BaseException | None) -> None:
             loop.call_soon_threadsafe(queue.put_nowait, item)
 
+        if body.grammar is None and body.format is None and len(body.prompt or "") < _INLINE_PROMPT_CHARS:
+            # Cheap to validate (no grammar to compile, a short text to tokenize): do it
+            # right here, saving a thread hop on the way to the first token.
+            ticket = self.engine.submit(body, sink)
+        else:
+            ticket = await self._submit_in_thread(body, sink)
+        try:
+            return await self._send_stream(request, queue)
+        finally:
+            ticket.cancel()  # a no-op once the sequence is over
+
+    async def _submit_in_thread(self, body: CompletionRequest, sink: ChunkSink) -> Ticket:
+        """Validate and queue off the event loop (grammar compilation, long prompts)."""
         self._submitting += 1
-        submitted = loop.run_in_executor(self._worker, self.engine.submit, body, sink)
+        submitted = asyncio.get_running_loop().run_in_executor(self._worker, self.engine.submit, body, sink)
         try:
             # Bad input (tokens, grammar) raises here, so it is still a 400.
-            ticket = await asyncio.shield(submitted)
+            return await asyncio.shield(submitted)
         except asyncio.CancelledError:
             submitted.add_done_callback(_cancel_submitted)  # the client left while we validated
             raise
         finally:
             self._submitting -= 1
-        try:
-            return await self._send_stream(request, queue)
-        finally:
-            ticket.cancel()  # a no-op once the sequence is over
 
     @staticmethod
     async def _send_stream(request: web.Request, queue: asyncio.Queue[CompletionChunk | BaseException | None]) -> web.StreamResponse:
