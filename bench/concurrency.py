@@ -1,0 +1,206 @@
+"""Concurrency benchmark: 1, 2, 4 and 8 streaming clients on one Gemma 3 270M runner.
+
+ollamapy is a real server on loopback (``OLLAMA_NUM_PARALLEL=8``, so one runner decodes all
+clients in one batch); each client streams a raw ``/api/generate`` with its own prompt,
+greedy, ``--tokens`` tokens. In the same run, as the reference, a plain Python batched
+loop over llama-cpp-python's low-level API (``llama_batch`` + ``llama_decode``, a greedy
+sampler per sequence, the same context settings as the runner) generates the same number
+of tokens for the same prompts. Rounds alternate (ollamapy, reference, …).
+
+Printed per client count: aggregate tokens/s (all tokens over the wall time from the first
+request to the last token), per-client tokens/s, p50/p99 time to first token and
+inter-token latency, each also as a ratio to the 1-client run, and ollamapy's aggregate
+as a fraction of the reference's (target: ≥ 0.90 at 4 and 8 clients).
+
+    .venv/bin/python -m bench.concurrency [--rounds 3] [--tokens 128] [--threads 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import ctypes
+import os
+import statistics
+import time
+from dataclasses import dataclass
+
+import aiohttp
+
+from bench._server import Stream, gemma_path, percentile, running_server, stream_generate
+
+__all__ = ["main"]
+
+CLIENTS = (1, 2, 4, 8)
+PROMPTS = [
+    "Once upon a time, in a kingdom by the sea, there lived an old fisherman who",
+    "The history of the printing press begins in the fifteenth century, when",
+    "Here is a detailed recipe for a traditional vegetable soup. First,",
+    "In the year 2150, the first colony ship finally reached the distant planet and",
+    "The most important lesson I learned from my grandmother was that",
+    "A short guide to caring for houseplants: the first thing to know is",
+    "The detective looked at the muddy footprints by the window and said",
+    "When the orchestra began to play the final movement, the audience",
+]
+
+
+@dataclass
+class Round:
+    """One round of N concurrent streams: what the table is computed from."""
+
+    streams: list[Stream]
+
+    @property
+    def aggregate(self) -> float:
+        start = min(s.started for s in self.streams)
+        end = max(s.chunk_times[-1] for s in self.streams)
+        return sum(s.eval_count for s in self.streams) / (end - start)
+
+    @property
+    def per_client(self) -> float:
+        return statistics.median(s.tokens_per_second for s in self.streams)
+
+    @property
+    def ttfts(self) -> list[float]:
+        return [s.ttft for s in self.streams]
+
+    @property
+    def gaps(self) -> list[float]:
+        return [g for s in self.streams for g in s.gaps]
+
+
+async def ollamapy_round(session: aiohttp.ClientSession, url: str, n: int, options: dict[str, object]) -> Round:
+    streams = await asyncio.gather(*(stream_generate(session, url, PROMPTS[i], options) for i in range(n)))
+    return Round(list(streams))
+
+
+class Reference:
+    """A plain batched decode loop over llama-cpp-python's C API, configured like the runner."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        from llama_cpp import llama_cpp as lib
+
+        self.lib = lib
+        self._log = lib.llama_log_callback(lambda level, text, data: None)
+        lib.llama_log_set(self._log, ctypes.c_void_p(0))
+        lib.llama_backend_init()
+        params = lib.llama_model_default_params()
+        params.use_extra_bufts = False  # as the runner loads it
+        self.model = lib.llama_model_load_from_file(str(gemma_path()).encode(), params)
+        self.vocab = lib.llama_model_get_vocab(self.model)
+        ctx_params = lib.llama_context_default_params()
+        ctx_params.n_ctx = args.ctx * max(CLIENTS)
+        ctx_params.n_batch = ctx_params.n_ubatch = args.batch
+        ctx_params.n_seq_max = max(CLIENTS)
+        ctx_params.kv_unified = False
+        ctx_params.flash_attn_type = lib.LLAMA_FLASH_ATTN_TYPE_DISABLED
+        ctx_params.n_threads = ctx_params.n_threads_batch = args.threads
+        self.ctx = lib.llama_init_from_model(self.model, ctx_params)
+        self.memory = lib.llama_get_memory(self.ctx)
+        self.batch = lib.llama_batch_init(args.batch, 0, 1)
+        self.tokens = args.tokens
+
+    def _tokenize(self, text: str) -> list[int]:
+        data = text.encode()
+        buffer = (self.lib.llama_token * (len(data) + 8))()
+        n = self.lib.llama_tokenize(self.vocab, data, len(data), buffer, len(buffer), True, True)
+        return list(buffer[:n])
+
+    def _decode(self, items: list[tuple[int, int, int, bool]]) -> None:
+        batch = self.batch
+        for k, (token, pos, seq, logits) in enumerate(items):
+            batch.token[k], batch.pos[k], batch.n_seq_id[k], batch.logits[k] = token, pos, 1, logits
+            batch.seq_id[k][0] = seq
+        batch.n_tokens = len(items)
+        if self.lib.llama_decode(self.ctx, batch) != 0:
+            raise RuntimeError("llama_decode failed")
+
+    def round(self, n: int) -> Round:
+        lib = self.lib
+        lib.llama_memory_clear(self.memory, True)
+        samplers = [lib.llama_sampler_init_greedy() for _ in range(n)]
+        streams = [Stream(started=time.perf_counter()) for _ in range(n)]
+        prompts = [self._tokenize(PROMPTS[i]) for i in range(n)]
+        last: list[int] = []
+        for seq, prompt in enumerate(prompts):  # each prompt on its own, as the runner does
+            self._decode([(t, pos, seq, pos == len(prompt) - 1) for pos, t in enumerate(prompt)])
+            last.append(lib.llama_sampler_sample(samplers[seq], self.ctx, len(prompt) - 1))
+            streams[seq].chunk_times.append(time.perf_counter())
+        for step in range(1, self.tokens):
+            self._decode([(last[seq], len(prompts[seq]) + step - 1, seq, True) for seq in range(n)])
+            for seq in range(n):
+                last[seq] = lib.llama_sampler_sample(samplers[seq], self.ctx, seq)
+                streams[seq].chunk_times.append(time.perf_counter())
+        for seq, stream in enumerate(streams):
+            stream.eval_count = self.tokens
+            lib.llama_sampler_free(samplers[seq])
+        return Round(streams)
+
+
+def table(title: str, rounds: dict[int, list[Round]]) -> dict[int, float]:
+    """Print one table; returns the median aggregate tokens/s per client count."""
+
+    def med(n: int, key: str) -> float:
+        return statistics.median(getattr(r, key) for r in rounds[n])
+
+    def pct(n: int, key: str, p: float) -> float:
+        return percentile([v for r in rounds[n] for v in getattr(r, key)], p) * 1000
+
+    base = {
+        "agg": med(1, "aggregate"), "per": med(1, "per_client"),
+        "t50": pct(1, "ttfts", 50), "t99": pct(1, "ttfts", 99), "i50": pct(1, "gaps", 50), "i99": pct(1, "gaps", 99),
+    }
+    print(title)
+    print(f"{'clients':>7} | {'aggregate tok/s':>17} | {'per-client tok/s':>17} | {'TTFT p50 ms':>15} | {'TTFT p99 ms':>15} | {'ITL p50 ms':>14} | {'ITL p99 ms':>14}")
+    aggregates: dict[int, float] = {}
+    for n in sorted(rounds):
+        row = {
+            "agg": med(n, "aggregate"), "per": med(n, "per_client"),
+            "t50": pct(n, "ttfts", 50), "t99": pct(n, "ttfts", 99), "i50": pct(n, "gaps", 50), "i99": pct(n, "gaps", 99),
+        }
+        aggregates[n] = row["agg"]
+        cells = [f"{row[k]:7.1f} ({row[k] / base[k]:4.2f}×)" for k in ("agg", "per")]
+        cells += [f"{row[k]:6.1f} ({row[k] / base[k]:4.2f}×)" for k in ("t50", "t99", "i50", "i99")]
+        print(f"{n:>7} | {cells[0]:>17} | {cells[1]:>17} | {cells[2]:>15} | {cells[3]:>15} | {cells[4]:>14} | {cells[5]:>14}")
+    print()
+    return aggregates
+
+
+async def main_async(args: argparse.Namespace) -> None:
+    options = {"temperature": 0.0, "seed": 42, "num_predict": args.tokens, "num_ctx": args.ctx, "num_batch": args.batch, "num_thread": args.threads}
+    reference = Reference(args)
+    ours: dict[int, list[Round]] = {n: [] for n in CLIENTS}
+    theirs: dict[int, list[Round]] = {n: [] for n in CLIENTS}
+    with running_server({"OLLAMA_NUM_PARALLEL": str(max(CLIENTS))}) as url:
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
+            await stream_generate(session, url, PROMPTS[0], options)  # load + warm up
+            reference.round(1)
+            for _ in range(args.rounds):
+                for n in CLIENTS:
+                    await asyncio.sleep(args.pause)
+                    ours[n].append(await ollamapy_round(session, url, n, options))
+                    await asyncio.sleep(args.pause)
+                    theirs[n].append(reference.round(n))
+    load = os.getloadavg()
+    print(f"Gemma 3 270M, greedy, {args.tokens} tokens per client, {args.rounds} rounds, {args.threads} threads, "
+          f"batch {args.batch}, ctx {args.ctx} per sequence; load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
+    tokens = sorted({s.eval_count for rs in ours.values() for r in rs for s in r.streams})
+    print(f"ollamapy tokens per stream: {tokens}\n")
+    mine = table("ollamapy (HTTP streaming, one runner, OLLAMA_NUM_PARALLEL=8)", ours)
+    ref = table("reference: plain Python batched loop over llama-cpp-python's low-level API", theirs)
+    print("ollamapy aggregate / reference: " + "  ".join(f"{n} clients {mine[n] / ref[n]:.2f}" for n in CLIENTS) + "   (target >= 0.90 at 4 and 8)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--tokens", type=int, default=128)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--batch", type=int, default=512)
+    parser.add_argument("--ctx", type=int, default=1024, help="context per sequence")
+    parser.add_argument("--pause", type=float, default=1.0, help="seconds of quiet before each round")
+    asyncio.run(main_async(parser.parse_args()))
+
+
+if __name__ == "__main__":
+    main()
