@@ -390,6 +390,12 @@ class BatchEngine:
         return keep == 0
 
     def _reap_cancelled(self) -> None:
+        with self._lock:
+            gone = [job for job in self._waiting if isinstance(job, _Sequence) and job.ticket.cancelled]
+            for job in gone:
+                self._waiting.remove(job)
+        for job in gone:
+            self._finish_job(job)
         for sequence in [s for s in self._running if s.ticket.cancelled]:
             if sequence.pending:
                 log.info("completion cancelled during prompt evaluation")

@@ -149,6 +149,26 @@ async def test_cancelling_one_sequence_leaves_the_others_intact(runner: RunnerPr
 
 
 @pytest.mark.asyncio(loop_scope="module")
+async def test_a_request_waiting_for_a_slot_can_be_cancelled(runner: RunnerProcess) -> None:
+    endless = CompletionRequest(prompt="the sky is", temperature=1.0, seed=5, num_predict=100_000, grammar=FOREVER)
+    streams = [runner.completion(endless) for _ in range(4)]
+    for stream in streams:  # all four slots busy
+        await anext(stream)
+    waiting = asyncio.create_task(anext(runner.completion(endless)))
+    while (await runner.health()).active < 5:
+        await asyncio.sleep(0.01)
+    waiting.cancel()
+    while (await runner.health()).active > 4:
+        await asyncio.sleep(0.01)
+    for stream in streams:
+        await stream.aclose()
+    while (await runner.health()).active:
+        await asyncio.sleep(0.01)
+    text, _ = await complete(runner, num_predict=4)  # every slot is free again
+    assert text
+
+
+@pytest.mark.asyncio(loop_scope="module")
 async def test_per_sequence_stop_strings_grammars_and_logprobs(runner: RunnerProcess) -> None:
     reference, chunks = await complete(runner, prompt="hello world", num_predict=30, grammar=FOREVER)
     stop = reference[10:13]
