@@ -618,7 +618,7 @@ class BatchEngine:
                 pointer = llama_lib.llama_get_embeddings_seq(ctx, slot.seq_id)
                 vectors.append(pointer[:n_out] if pointer else [0.0] * self._n_embd)
                 self._forget(slot, 0)
-        except Exception as err:
+        except Exception as err:  # noqa: BLE001 (the caller gets it through the future)
             job.future.set_exception(err)
         else:
             if job.cancel.is_set():

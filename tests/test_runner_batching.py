@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -287,7 +287,7 @@ def tiny_model(path: Path, capabilities: list[str]) -> Model:
         manifest=Manifest(config=config, layers=[]),
         config={},
         digest="0" * 64,
-        modified_at=datetime.now(timezone.utc),
+        modified_at=datetime.now(UTC),
         model_path=path,
         _capabilities=capabilities,
     )
