@@ -89,6 +89,7 @@ class RunnerStarter:
             use_mlock=opts.use_mlock,
             num_thread=opts.num_thread,
             embedding=embedding,
+            num_parallel=placement.num_parallel,
             **placement.load_spec_fields(),
         )
 
