@@ -24,6 +24,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from ollamapy.options import SamplingOptions
+
 __all__ = [
     "CompletionChunk",
     "CompletionRequest",
@@ -89,36 +91,16 @@ class LoadSpec(_Strict):
     """Default sampler seed; requests carry their own."""
 
 
-class CompletionRequest(_Strict):
-    """One generation: a prompt already rendered by the front, plus sampling options."""
+class CompletionRequest(SamplingOptions):
+    """One generation: a prompt already rendered by the front, plus its sampling options
+    (Ollama's names and defaults, shared with the front's option table)."""
 
     prompt: str | None = None
     """Prompt text; tokenized with the model's BOS and special-token parsing."""
     tokens: list[int] | None = None
     """Prompt as token ids instead of text (exactly one of ``prompt``/``tokens``)."""
-
-    seed: int = -1
-    """-1 = random."""
-    num_predict: int = -1
-    """Tokens to generate: -1 (or 0) = up to 10 × num_ctx, -2 = until the context is full."""
-    num_keep: int = 4
-    """Tokens at the start kept when the context shifts; -1 keeps the whole prompt."""
-    top_k: int = 40
-    top_p: float = 0.9
-    min_p: float = 0.0
-    typical_p: float = 1.0
-    repeat_last_n: int = 64
-    """Window of the repeat penalties; -1 = num_ctx, 0 = off."""
-    temperature: float = 0.8
-    """0 = greedy."""
-    repeat_penalty: float = 1.0
-    presence_penalty: float = 0.0
-    frequency_penalty: float = 0.0
     mirostat: Literal[0, 1, 2] = 0
-    mirostat_tau: float = 5.0
-    mirostat_eta: float = 0.1
-    stop: list[str] = []
-    """Stop strings; they never appear in the output, even when split across tokens."""
+    """Mirostat sampling: 0 = off, 1 = Mirostat, 2 = Mirostat 2.0."""
 
     grammar: str | None = None
     """A GBNF grammar constraining the output."""
