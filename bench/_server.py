@@ -1,18 +1,12 @@
-"""Shared by the benchmarks: a real ollamapy server on loopback with Gemma 3 270M, a
-streaming ``/api/generate`` client that timestamps every chunk, and small statistics.
-
-Run as a module (``python -m bench._server``) it *is* the server: ``ollamapy serve``'s own
-``run_server()``, with one addition while the front does not yet pass ``num_parallel`` to
-the runner's ``LoadSpec``: the runner is told how many sequences the scheduler will send
-it (the placement's ``num_parallel``), so the concurrency benchmark measures batching.
-The server logs a line when that addition changed anything.
+"""Shared by the benchmarks: a real ollamapy server (``ollamapy serve``) on loopback with
+Gemma 3 270M, a streaming ``/api/generate`` client that timestamps every chunk, and small
+statistics.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
-import logging
 import os
 import socket
 import statistics
@@ -65,7 +59,7 @@ def running_server(env: dict[str, str]) -> Iterator[str]:
         }
         subprocess.run([sys.executable, "-m", "ollamapy", "import-default"], env=full_env, check=True, stdout=subprocess.DEVNULL)
         log = open(Path(tmp) / "server.log", "wb")  # noqa: SIM115 (closed below)
-        server = subprocess.Popen([sys.executable, "-m", "bench._server"], env=full_env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
+        server = subprocess.Popen([sys.executable, "-m", "ollamapy", "serve"], env=full_env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
         try:
             url = f"http://127.0.0.1:{port}"
             deadline = time.monotonic() + 60
@@ -81,9 +75,6 @@ def running_server(env: dict[str, str]) -> Iterator[str]:
             server.terminate()
             server.wait(30)
             log.close()
-            notes = [line for line in (Path(tmp) / "server.log").read_text(errors="replace").splitlines() if "bench shim" in line]
-            for line in notes[:1]:
-                print(f"note: {line.split('bench shim: ', 1)[-1]}", file=sys.stderr)
 
 
 @dataclass
@@ -142,30 +133,3 @@ def percentile(values: list[float], p: float) -> float:
 def summary(values: list[float]) -> tuple[float, float, float]:
     """(median, min, max)."""
     return statistics.median(values), min(values), max(values)
-
-
-def _serve() -> None:
-    """``ollamapy serve`` with the runner told its ``num_parallel`` (see the module doc)."""
-    from ollamapy.supervisor.placement import Placement
-    from ollamapy.supervisor.scheduler import LoadRequest
-    from ollamapy.supervisor.server import run_server
-    from ollamapy.supervisor.serving import RunnerStarter
-
-    original = RunnerStarter.load_spec
-
-    def load_spec(self: RunnerStarter, request: LoadRequest, placement: Placement) -> Any:
-        spec = original(self, request, placement)
-        if spec.num_parallel != placement.num_parallel:
-            logging.getLogger("ollamapy.server").warning(
-                "bench shim: the runner's LoadSpec lacked num_parallel=%d (RunnerStarter.load_spec does not pass it yet); added",
-                placement.num_parallel,
-            )
-            spec = spec.model_copy(update={"num_parallel": placement.num_parallel})
-        return spec
-
-    RunnerStarter.load_spec = load_spec  # type: ignore[method-assign]
-    run_server()
-
-
-if __name__ == "__main__":
-    _serve()

@@ -5,7 +5,9 @@ clients in one batch); each client streams a raw ``/api/generate`` with its own 
 greedy, ``--tokens`` tokens. In the same run, as the reference, a plain Python batched
 loop over llama-cpp-python's low-level API (``llama_batch`` + ``llama_decode``, a greedy
 sampler per sequence, the same context settings as the runner) generates the same number
-of tokens for the same prompts. Rounds alternate (ollamapy, reference, …).
+of tokens for the same prompts. A third side sends the same streams straight to a runner
+process of the same configuration (no front process, no HTTP to the client): the engine's
+own share. Rounds alternate (ollamapy, runner alone, reference, …).
 
 Printed per client count: aggregate tokens/s (all tokens over the wall time from the first
 request to the last token), per-client tokens/s, p50/p99 time to first token and
@@ -28,6 +30,8 @@ from dataclasses import dataclass
 import aiohttp
 
 from bench._server import Stream, gemma_path, percentile, running_server, stream_generate
+from ollamapy.runner_protocol import CompletionRequest, LoadSpec
+from ollamapy.supervisor.runner_process import RunnerProcess
 
 __all__ = ["main"]
 
@@ -72,6 +76,32 @@ class Round:
 async def ollamapy_round(session: aiohttp.ClientSession, url: str, n: int, options: dict[str, object]) -> Round:
     streams = await asyncio.gather(*(stream_generate(session, url, PROMPTS[i], options) for i in range(n)))
     return Round(list(streams))
+
+
+async def _runner_stream(runner: RunnerProcess, prompt: str, tokens: int) -> Stream:
+    result = Stream(started=time.perf_counter())
+    request = CompletionRequest(prompt=prompt, temperature=0.0, seed=42, num_predict=tokens, return_context=False)
+    async for chunk in runner.completion(request):
+        if chunk.content:
+            result.chunk_times.append(time.perf_counter())
+        if chunk.done:
+            result.eval_count = chunk.eval_count
+    return result
+
+
+async def runner_round(runner: RunnerProcess, n: int, tokens: int) -> Round:
+    """The same streams sent straight to a runner process (no front): the engine's share."""
+    return Round(list(await asyncio.gather(*(_runner_stream(runner, PROMPTS[i], tokens) for i in range(n)))))
+
+
+async def start_runner(args: argparse.Namespace) -> RunnerProcess:
+    """A runner configured as the server configures its own for these options."""
+    spec = LoadSpec(
+        model_path=str(gemma_path()), num_ctx=args.ctx * max(CLIENTS), num_parallel=max(CLIENTS), num_batch=args.batch, num_thread=args.threads
+    )
+    runner = await RunnerProcess.start(spec, model_name="gemma3:270m")
+    await runner.wait_until_ready(stall_timeout=120)
+    return runner
 
 
 class Reference:
@@ -170,25 +200,35 @@ async def main_async(args: argparse.Namespace) -> None:
     options = {"temperature": 0.0, "seed": 42, "num_predict": args.tokens, "num_ctx": args.ctx, "num_batch": args.batch, "num_thread": args.threads}
     reference = Reference(args)
     ours: dict[int, list[Round]] = {n: [] for n in CLIENTS}
+    direct: dict[int, list[Round]] = {n: [] for n in CLIENTS}
     theirs: dict[int, list[Round]] = {n: [] for n in CLIENTS}
-    with running_server({"OLLAMA_NUM_PARALLEL": str(max(CLIENTS))}) as url:
-        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
-            await stream_generate(session, url, PROMPTS[0], options)  # load + warm up
-            reference.round(1)
-            for _ in range(args.rounds):
-                for n in CLIENTS:
-                    await asyncio.sleep(args.pause)
-                    ours[n].append(await ollamapy_round(session, url, n, options))
-                    await asyncio.sleep(args.pause)
-                    theirs[n].append(reference.round(n))
+    runner = await start_runner(args)
+    try:
+        with running_server({"OLLAMA_NUM_PARALLEL": str(max(CLIENTS))}) as url:
+            async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
+                await stream_generate(session, url, PROMPTS[0], options)  # load + warm up
+                await runner_round(runner, 1, 8)
+                reference.round(1)
+                for _ in range(args.rounds):
+                    for n in CLIENTS:
+                        await asyncio.sleep(args.pause)
+                        ours[n].append(await ollamapy_round(session, url, n, options))
+                        await asyncio.sleep(args.pause)
+                        direct[n].append(await runner_round(runner, n, args.tokens))
+                        await asyncio.sleep(args.pause)
+                        theirs[n].append(reference.round(n))
+    finally:
+        await runner.close()
     load = os.getloadavg()
     print(f"Gemma 3 270M, greedy, {args.tokens} tokens per client, {args.rounds} rounds, {args.threads} threads, "
           f"batch {args.batch}, ctx {args.ctx} per sequence; load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
     tokens = sorted({s.eval_count for rs in ours.values() for r in rs for s in r.streams})
     print(f"ollamapy tokens per stream: {tokens}\n")
     mine = table("ollamapy (HTTP streaming, one runner, OLLAMA_NUM_PARALLEL=8)", ours)
+    alone = table("the runner alone (the same streams sent straight to a runner process, no front)", direct)
     ref = table("reference: plain Python batched loop over llama-cpp-python's low-level API", theirs)
-    print("ollamapy aggregate / reference: " + "  ".join(f"{n} clients {mine[n] / ref[n]:.2f}" for n in CLIENTS) + "   (target >= 0.90 at 4 and 8)")
+    print("ollamapy aggregate / reference:   " + "  ".join(f"{n} clients {mine[n] / ref[n]:.2f}" for n in CLIENTS) + "   (target >= 0.90 at 4 and 8)")
+    print("runner alone / reference:         " + "  ".join(f"{n} clients {alone[n] / ref[n]:.2f}" for n in CLIENTS))
 
 
 def main() -> None:

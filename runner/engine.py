@@ -15,7 +15,8 @@ grammar, penalties). So:
   prompt evaluation is aborted inside llama.cpp (abort callback) and the step rolled back;
 * a finished sequence leaves the batch at once; its slot keeps the KV of what it evaluated
   as a prefix cache, and a new request takes the free slot whose cache shares the longest
-  prefix with its prompt (a growing chat does not re-evaluate its history);
+  prefix with its prompt (a growing chat does not re-evaluate its history) when that
+  prefix is substantial, else the least recently used free slot;
 * embeddings run in the same thread between steps, on a free slot.
 """
 
@@ -50,12 +51,16 @@ from .load import LoadedModel, load_model
 from .sampling import build_sampler
 from .textstream import OutputFilter
 
-__all__ = ["MAX_TOKEN_REPEAT", "PREFILL_CHUNK_WHILE_DECODING", "BatchEngine", "ChunkSink", "Engine", "Ticket"]
+__all__ = ["MAX_TOKEN_REPEAT", "PREFILL_CHUNK_WHILE_DECODING", "SLOT_PROMPT_SIMILARITY", "BatchEngine", "ChunkSink", "Engine", "Ticket"]
 
 log = logging.getLogger("ollamapy.runner")
 
 MAX_TOKEN_REPEAT = 30
 """Ollama aborts a generation when the same token text comes more than this many times in a row."""
+
+SLOT_PROMPT_SIMILARITY = 0.5
+"""A free slot's cache is reused for a prompt when their common prefix is at least this
+share of the prompt (llama-server's ``--slot-prompt-similarity`` default)."""
 
 PREFILL_CHUNK_WHILE_DECODING = 64
 """Prompt tokens evaluated per step while other sequences decode: bounds the pause a new
@@ -190,6 +195,7 @@ class BatchEngine:
         self._active = 0  # guarded by _lock
         self._closing = False  # guarded by _lock
         self._running: list[_Sequence] = []  # engine thread only
+        self._outbox: list[tuple[ChunkSink, CompletionChunk | BaseException | None]] = []  # engine thread only
         self._slots: list[_Slot] = []
         self._use_counter = itertools.count(1)
         self._thread: threading.Thread | None = None
@@ -340,6 +346,20 @@ class BatchEngine:
                 log.exception("error: engine step failed")
                 for sequence in list(self._running):
                     self._end(sequence, error=err)
+            finally:
+                self._flush()
+
+    def _emit(self, sink: ChunkSink, item: CompletionChunk | BaseException | None) -> None:
+        """Queue an item for ``sink``; the step's items are delivered together by ``_flush``."""
+        self._outbox.append((sink, item))
+
+    def _flush(self) -> None:
+        """Deliver what the step produced, all at once after its last sample: the server's
+        event loop then wakes once per step (not once per sequence) and never competes
+        with the sampling loop for the GIL in the middle of a step."""
+        outbox, self._outbox = self._outbox, []
+        for sink, item in outbox:
+            sink(item)
 
     def _admissible(self) -> bool:
         """Work is waiting and a slot is free (``_lock`` held)."""
@@ -361,11 +381,9 @@ class BatchEngine:
             self._start(job)
 
     def _start(self, sequence: _Sequence) -> None:
-        """Take the free slot whose cache shares the longest prefix with the prompt and keep that prefix."""
+        """Take a free slot (see ``_choose_slot``) and keep the prefix its cache shares with the prompt."""
         window = sequence.window
-        free = [slot for slot in self._slots if not slot.busy]
-        # At least the last prompt token is always evaluated again, so fresh logits exist.
-        slot, common = max(((s, _common_prefix(s.cached, window, len(window) - 1)) for s in free), key=lambda sc: (sc[1], -sc[0].last_used))
+        slot, common = self._choose_slot(window)
         slot.busy = True
         slot.last_used = next(self._use_counter)
         if common < len(slot.cached) and not self._forget(slot, common):
@@ -375,6 +393,20 @@ class BatchEngine:
         sequence.pending = window[common:]
         sequence.admitted_ns = time.perf_counter_ns()
         self._running.append(sequence)
+
+    def _choose_slot(self, window: list[int]) -> tuple[_Slot, int]:
+        """The free slot whose cache shares the longest prefix with the prompt, if that prefix
+        is worth the slot: it is the slot's whole cache (nothing is lost) or at least
+        ``SLOT_PROMPT_SIMILARITY`` of the prompt (llama-server's rule). Otherwise the least
+        recently used free slot, empty ones first, so a chance match of a few tokens never
+        evicts another conversation's cache. Returns the slot and the prefix length to keep."""
+        free = [slot for slot in self._slots if not slot.busy]
+        # At least the last prompt token is always evaluated again, so fresh logits exist.
+        scored = [(slot, _common_prefix(slot.cached, window, len(window) - 1)) for slot in free]
+        best, common = max(scored, key=lambda sc: (sc[1], -sc[0].last_used))
+        if common > 0 and (common == len(best.cached) or common >= SLOT_PROMPT_SIMILARITY * len(window)):
+            return best, common
+        return min(scored, key=lambda sc: sc[0].last_used)
 
     def _forget(self, slot: _Slot, keep: int) -> bool:
         """Drop the slot's KV from position ``keep`` on; False if only all of it could go."""
@@ -501,7 +533,8 @@ class BatchEngine:
         text, logprobs = sequence.out.push(piece, logprob)
         sequence.ends.append(sequence.out.decoded_length)
         if text or logprobs:
-            sequence.sink(
+            self._emit(
+                sequence.sink,
                 CompletionChunk(
                     content=text,
                     logprobs=logprobs or None,
@@ -552,7 +585,8 @@ class BatchEngine:
             "completion done: prompt %d tokens (%d cached) in %.1f ms, %d tokens in %.1f ms, %s",
             len(sequence.window), sequence.cached_count, sequence.prompt_ns / 1e6, len(sequence.generated), eval_ns / 1e6, reason,
         )
-        sequence.sink(
+        self._emit(
+            sequence.sink,
             CompletionChunk(
                 content=text,
                 logprobs=logprobs or None,
@@ -577,13 +611,13 @@ class BatchEngine:
                 self._forget(slot, 0)
             slot.busy = False
         if error is not None:
-            sequence.sink(error)
+            self._emit(sequence.sink, error)
         self._finish_job(sequence)
 
     def _finish_job(self, job: _Sequence | _EmbedJob) -> None:
         if isinstance(job, _Sequence):
             job.sampler.close()
-            job.sink(None)
+            self._emit(job.sink, None)
         with self._lock:
             self._active -= 1
 
