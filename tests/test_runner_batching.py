@@ -88,8 +88,10 @@ async def test_seeded_sampling_is_per_sequence(runner: RunnerProcess) -> None:
 
 
 async def first_chunks(stream: AsyncIterator[CompletionChunk], n: int) -> list[CompletionChunk]:
-    """The next ``n`` chunks of an endless stream (none of them may be the last)."""
-    chunks = [await anext(stream) for _ in range(n)]
+    """The next ``n`` chunks of an endless stream (none of them may be the last). A stream
+    left waiting behind another one (no batching) fails here instead of hanging the suite."""
+    async with asyncio.timeout(60):
+        chunks = [await anext(stream) for _ in range(n)]
     assert not any(c.done for c in chunks)
     return chunks
 
@@ -120,7 +122,8 @@ async def test_a_new_request_joins_a_running_batch(runner: RunnerProcess) -> Non
     long_stream = runner.completion(CompletionRequest(prompt="the sky is", temperature=0.0, num_predict=100_000, grammar=FOREVER))
     try:
         long_chunks = await first_chunks(long_stream, 5)
-        short, _ = await complete(runner, prompt="zebra", num_predict=8, grammar=FOREVER)
+        async with asyncio.timeout(60):  # not queued behind the endless one
+            short, _ = await complete(runner, prompt="zebra", num_predict=8, grammar=FOREVER)
         long_chunks += await first_chunks(long_stream, 35)  # and the long one runs on
     finally:
         await long_stream.aclose()
