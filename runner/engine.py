@@ -16,7 +16,9 @@ grammar, penalties). So:
 * a finished sequence leaves the batch at once; its slot keeps the KV of what it evaluated
   as a prefix cache, and a new request takes the free slot whose cache shares the longest
   prefix with its prompt (a growing chat does not re-evaluate its history) when that
-  prefix is substantial, else the least recently used free slot;
+  prefix is substantial, else an empty or the least recently used free slot;
+* each step's batch lists the sequences in seq-id order and new requests take slots next
+  to busy ones: llama.cpp decodes each run of consecutive seq ids as its own ubatch;
 * embeddings run in the same thread between steps, on a free slot.
 """
 
@@ -397,16 +399,25 @@ class BatchEngine:
     def _choose_slot(self, window: list[int]) -> tuple[_Slot, int]:
         """The free slot whose cache shares the longest prefix with the prompt, if that prefix
         is worth the slot: it is the slot's whole cache (nothing is lost) or at least
-        ``SLOT_PROMPT_SIMILARITY`` of the prompt (llama-server's rule). Otherwise the least
-        recently used free slot, empty ones first, so a chance match of a few tokens never
-        evicts another conversation's cache. Returns the slot and the prefix length to keep."""
+        ``SLOT_PROMPT_SIMILARITY`` of the prompt (llama-server's rule). Otherwise an empty
+        slot, else the least recently used one, so a chance match of a few tokens never
+        evicts another conversation's cache; among those, one next to a busy slot, which
+        keeps the busy seq ids in few runs (see ``_step``). Returns the slot and the prefix
+        length to keep."""
         free = [slot for slot in self._slots if not slot.busy]
         # At least the last prompt token is always evaluated again, so fresh logits exist.
         scored = [(slot, _common_prefix(slot.cached, window, len(window) - 1)) for slot in free]
         best, common = max(scored, key=lambda sc: (sc[1], -sc[0].last_used))
         if common > 0 and (common == len(best.cached) or common >= SLOT_PROMPT_SIMILARITY * len(window)):
             return best, common
-        return min(scored, key=lambda sc: sc[0].last_used)
+        busy = {slot.seq_id for slot in self._slots if slot.busy}
+
+        def cost(sc: tuple[_Slot, int]) -> tuple[bool, bool, int]:
+            slot = sc[0]
+            isolated = busy.isdisjoint((slot.seq_id - 1, slot.seq_id + 1))
+            return bool(slot.cached), isolated and bool(busy), slot.last_used
+
+        return min(scored, key=cost)
 
     def _forget(self, slot: _Slot, keep: int) -> bool:
         """Drop the slot's KV from position ``keep`` on; False if only all of it could go."""
@@ -443,7 +454,10 @@ class BatchEngine:
         picks depend on the batch's shape, and this way a sequence's prompt is computed
         exactly as it would be alone, so greedy output does not depend on its neighbours.
         """
-        decoding = [s for s in self._running if s.next_token is not None]
+        # In seq-id order: llama.cpp splits a batch over per-sequence KV streams into one
+        # ubatch per run of consecutive seq ids, and eight ubatches of one token cost
+        # about twice one ubatch of eight.
+        decoding = sorted((s for s in self._running if s.next_token is not None), key=_seq_id)
         if decoding:
             self._decode(decoding)
         prompt = next((s for s in self._running if s.pending and not s.ticket.cancelled), None)
@@ -701,6 +715,11 @@ class BatchEngine:
     def _check_ids(self, tokens: list[int]) -> None:
         if any(t < 0 or t >= self._n_vocab for t in tokens):
             raise InvalidRequest("invalid token id")
+
+
+def _seq_id(sequence: _Sequence) -> int:
+    assert sequence.slot is not None
+    return sequence.slot.seq_id
 
 
 def _common_prefix(cached: list[int], tokens: list[int], limit: int) -> int:

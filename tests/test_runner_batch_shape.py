@@ -1,0 +1,104 @@
+"""The shape of the engine's decode batches, which decides how fast llama.cpp runs them.
+
+With one KV stream per sequence, llama.cpp decodes each run of consecutive seq ids in a
+batch as its own ubatch: eight sequences listed out of order cost about twice what they
+cost in order. These tests run a ``BatchEngine`` in this process on the tiny model and
+record the seq ids of every ``llama_decode`` call that decodes several sequences.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from llama_cpp import llama_cpp as llama_lib
+
+from ollamapy.runner import engine as engine_module
+from ollamapy.runner.engine import BatchEngine
+from ollamapy.runner_protocol import CompletionChunk, CompletionRequest, LoadSpec
+
+pytestmark = [pytest.mark.serving]
+
+FOREVER = "root ::= [a-z ] root"
+PROMPTS = ["the sky is blue", "once upon a time", "hello world and more", "zebra zebra zebra"]
+
+
+class Stream:
+    """One submitted completion: its first chunk and its end, as events."""
+
+    def __init__(self) -> None:
+        self.started = threading.Event()
+        self.ended = threading.Event()
+        self.chunks: list[CompletionChunk] = []
+
+    def __call__(self, item: CompletionChunk | BaseException | None) -> None:
+        if isinstance(item, CompletionChunk):
+            self.chunks.append(item)
+            self.started.set()
+        elif item is None:
+            self.ended.set()
+
+    def wait(self) -> None:
+        assert self.ended.wait(60), "the completion did not end"
+
+
+@pytest.fixture
+def engine(tiny_gguf: Path) -> Iterator[BatchEngine]:
+    engine = BatchEngine()
+    engine.load(LoadSpec(model_path=str(tiny_gguf), num_ctx=4 * 512, num_parallel=4), lambda _progress: True)
+    yield engine
+    engine.close()
+
+
+@pytest.fixture
+def decode_batches(monkeypatch: pytest.MonkeyPatch) -> list[list[int]]:
+    """The seq ids of each decode call whose batch holds more than one sequence."""
+    batches: list[list[int]] = []
+    decode = llama_lib.llama_decode
+
+    def recording(ctx: object, batch: llama_lib.llama_batch) -> int:
+        seq_ids = [batch.seq_id[i][0] for i in range(batch.n_tokens)]
+        if len(set(seq_ids)) > 1:
+            batches.append(seq_ids)
+        return decode(ctx, batch)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(engine_module.llama_lib, "llama_decode", recording)
+    return batches
+
+
+def submit(engine: BatchEngine, prompt: str, num_predict: int) -> Stream:
+    stream = Stream()
+    engine.submit(CompletionRequest(prompt=prompt, temperature=0.0, num_predict=num_predict, grammar=FOREVER), stream)
+    return stream
+
+
+def fill_slots_in_order(engine: BatchEngine) -> None:
+    """One prompt after the other: PROMPTS[i]'s cache ends up on slot i."""
+    for prompt in PROMPTS:
+        submit(engine, prompt, 4).wait()
+
+
+def test_sequences_are_decoded_in_seq_id_order_whatever_their_arrival(engine: BatchEngine, decode_batches: list[list[int]]) -> None:
+    fill_slots_in_order(engine)
+    decode_batches.clear()
+    # Each continues its own cached prefix, so they arrive in the reverse order of their slots.
+    streams = [submit(engine, prompt + " and", 40) for prompt in reversed(PROMPTS)]
+    for stream in streams:
+        stream.wait()
+    assert all(s.chunks[-1].prompt_cached_count > 0 for s in streams)  # each on its own slot
+    assert any(len(batch) == 4 for batch in decode_batches)
+    assert all(batch == sorted(batch) for batch in decode_batches), decode_batches
+
+
+def test_a_new_request_takes_a_slot_next_to_a_busy_one(engine: BatchEngine, decode_batches: list[list[int]]) -> None:
+    fill_slots_in_order(engine)  # every slot holds a cache; slot 0's is the least recently used
+    running = submit(engine, PROMPTS[2] + " and", 400)  # back on slot 2
+    assert running.started.wait(60)
+    decode_batches.clear()
+    submit(engine, "a new conversation", 10).wait()
+    running.wait()
+    assert decode_batches, "the two sequences were never decoded together"
+    # Slot 1 or 3, not the least recently used slot 0: the busy seq ids stay one run.
+    assert all(sorted(batch) in ([1, 2], [2, 3]) for batch in decode_batches), decode_batches
