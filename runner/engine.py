@@ -401,8 +401,8 @@ class BatchEngine:
         is worth the slot: it is the slot's whole cache (nothing is lost) or at least
         ``SLOT_PROMPT_SIMILARITY`` of the prompt (llama-server's rule). Otherwise an empty
         slot, else the least recently used one, so a chance match of a few tokens never
-        evicts another conversation's cache; among those, one next to a busy slot, which
-        keeps the busy seq ids in few runs (see ``_step``). Returns the slot and the prefix
+        evicts another conversation's cache; among those, one that joins busy slots,
+        which keeps the busy seq ids in few runs (see ``_step``). Returns the slot and the prefix
         length to keep."""
         free = [slot for slot in self._slots if not slot.busy]
         # At least the last prompt token is always evaluated again, so fresh logits exist.
@@ -412,10 +412,11 @@ class BatchEngine:
             return best, common
         busy = {slot.seq_id for slot in self._slots if slot.busy}
 
-        def cost(sc: tuple[_Slot, int]) -> tuple[bool, bool, int]:
+        def cost(sc: tuple[_Slot, int]) -> tuple[bool, int, int]:
             slot = sc[0]
-            isolated = busy.isdisjoint((slot.seq_id - 1, slot.seq_id + 1))
-            return bool(slot.cached), isolated and bool(busy), slot.last_used
+            # -1 fills a gap between two busy slots, 0 extends a run, +1 starts a new one
+            runs_added = 1 - (slot.seq_id - 1 in busy) - (slot.seq_id + 1 in busy)
+            return bool(slot.cached), runs_added, slot.last_used
 
         return min(scored, key=cost)
 

@@ -102,3 +102,18 @@ def test_a_new_request_takes_a_slot_next_to_a_busy_one(engine: BatchEngine, deco
     assert decode_batches, "the two sequences were never decoded together"
     # Slot 1 or 3, not the least recently used slot 0: the busy seq ids stay one run.
     assert all(sorted(batch) in ([1, 2], [2, 3]) for batch in decode_batches), decode_batches
+
+
+def test_a_new_request_fills_the_gap_between_busy_slots(engine: BatchEngine, decode_batches: list[list[int]]) -> None:
+    fill_slots_in_order(engine)
+    submit(engine, PROMPTS[1] + " again", 4).wait()  # slot 3 is now the least recently used
+    running = [submit(engine, PROMPTS[i] + " and", 400) for i in (0, 2)]  # back on slots 0 and 2
+    for stream in running:
+        assert stream.started.wait(60)
+    decode_batches.clear()
+    submit(engine, "a new conversation", 10).wait()
+    for stream in running:
+        stream.wait()
+    three = [batch for batch in decode_batches if len(batch) == 3]
+    assert three, "the three sequences were never decoded together"
+    assert all(batch == [0, 1, 2] for batch in three), three
