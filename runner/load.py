@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import psutil
 from llama_cpp import llama_cpp as llama_lib
 
 from ollamapy.gguf_meta import read_gguf
@@ -79,10 +80,18 @@ def declared_pooling_type(model_path: str) -> int | None:
     return read_gguf(model_path).pooling_type
 
 
-def default_threads() -> tuple[int, int]:
-    """(generation, batch) threads when ``num_thread`` is 0: llama-cpp-python's defaults."""
-    cores = os.cpu_count() or 1
-    return max(cores // 2, 1), cores
+def default_threads() -> int:
+    """Threads when ``num_thread`` is 0: one per physical core this process may run on.
+
+    Ollama's choice (a second hyper-thread per core only slows llama.cpp's kernels down),
+    but counted within the CPU affinity mask, so a container pinned to a few CPUs does not
+    oversubscribe them. llama-cpp-python's own default, half the logical CPUs, would use
+    one thread on a 2-core machine and halve batched decoding there.
+    """
+    logical = psutil.cpu_count(logical=True) or 1
+    physical = psutil.cpu_count(logical=False) or logical
+    allowed = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else logical
+    return max(1, min(physical, round(allowed * physical / logical)))
 
 
 @dataclass
@@ -155,9 +164,7 @@ def context_params(spec: LoadSpec) -> llama_lib.llama_context_params:
     # any runner can embed; mean pooling when the GGUF declares none
     params.embeddings = spec.embedding
     params.pooling_type = llama_lib.LLAMA_POOLING_TYPE_MEAN if declared is None else declared
-    threads, batch_threads = (spec.num_thread, spec.num_thread) if spec.num_thread > 0 else default_threads()
-    params.n_threads = threads
-    params.n_threads_batch = batch_threads
+    params.n_threads = params.n_threads_batch = spec.num_thread if spec.num_thread > 0 else default_threads()
     params.no_perf = True
     return params
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ctypes
 from pathlib import Path
 
+import pytest
 from llama_cpp import llama_cpp as llama_lib
 
 from ollamapy.runner.load import context_params, declared_pooling_type, default_threads, model_params
@@ -24,8 +25,29 @@ def test_defaults_map_to_a_cpu_load_with_mean_pooling_fallback(tiny_gguf: Path) 
     assert ctx.flash_attn_type == llama_lib.LLAMA_FLASH_ATTN_TYPE_DISABLED
     assert declared_pooling_type(str(tiny_gguf)) is None
     assert ctx.pooling_type == llama_lib.LLAMA_POOLING_TYPE_MEAN
-    assert (ctx.n_threads, ctx.n_threads_batch) == default_threads()  # llama-cpp-python's choice
+    assert ctx.n_threads == ctx.n_threads_batch == default_threads()
     assert not ctx.embeddings
+
+
+@pytest.mark.parametrize(
+    ("logical_cpus", "physical", "allowed", "threads"),
+    [
+        (2, 2, 2, 2),  # this machine: two cores, no hyper-threads
+        (16, 8, 16, 8),  # hyper-threads are not counted
+        (16, 8, 4, 2),  # a container pinned to 4 of the 16 CPUs
+        (16, 8, 1, 1),
+        (4, None, 4, 4),  # physical cores unknown
+    ],
+)
+def test_default_threads_are_the_physical_cores_we_may_run_on(
+    monkeypatch: pytest.MonkeyPatch, logical_cpus: int, physical: int | None, allowed: int, threads: int
+) -> None:
+    def cpu_count(logical: bool = True) -> int | None:
+        return logical_cpus if logical else physical
+
+    monkeypatch.setattr("psutil.cpu_count", cpu_count)
+    monkeypatch.setattr("os.sched_getaffinity", lambda _pid: set(range(allowed)))
+    assert default_threads() == threads
 
 
 def test_every_load_option_reaches_llama_cpp(tiny_gguf: Path) -> None:
