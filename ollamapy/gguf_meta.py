@@ -213,6 +213,16 @@ class GGUFInfo:
         return self.head_count if value is None else value
 
     @property
+    def key_length(self) -> int:
+        """Size of one attention head's key (llama.cpp's ``n_embd_head_k``)."""
+        return int(self.arch_kv("attention.key_length", (self.embedding_length or 0) // (self.head_count or 1)))
+
+    @property
+    def value_length(self) -> int:
+        """Size of one attention head's value (llama.cpp's ``n_embd_head_v``)."""
+        return int(self.arch_kv("attention.value_length", (self.embedding_length or 0) // (self.head_count or 1)))
+
+    @property
     def pooling_type(self) -> int | None:
         """``<arch>.pooling_type``: present only in embedding models."""
         return self._arch_int("pooling_type")

@@ -21,13 +21,13 @@ import psutil
 from llama_cpp import llama_cpp as llama_lib
 
 from ollamapy.gguf_meta import read_gguf
+from ollamapy.kv_cache import effective_kv_cache_type
 from ollamapy.runner_protocol import KvCacheType, LoadSpec, SplitMode
 
 __all__ = [
     "LoadedModel",
     "apply_adapters",
     "context_params",
-    "declared_pooling_type",
     "default_threads",
     "install_llama_log",
     "load_model",
@@ -69,15 +69,6 @@ def _llama_log(level: int, text: bytes, _data: ctypes.c_void_p) -> None:
 def install_llama_log() -> None:
     """Send llama.cpp's log (buffer sizes, errors) to stderr, where the front parses it."""
     llama_lib.llama_log_set(_llama_log, ctypes.c_void_p(0))
-
-
-def declared_pooling_type(model_path: str) -> int | None:
-    """The ``<arch>.pooling_type`` the GGUF declares, or None.
-
-    Read before the context exists because llama.cpp fixes pooling at context creation and
-    a model without the key would get no pooling at all (no sequence embedding).
-    """
-    return read_gguf(model_path).pooling_type
 
 
 def default_threads() -> int:
@@ -145,12 +136,10 @@ def context_params(spec: LoadSpec) -> llama_lib.llama_context_params:
     unified cache, other sequences' cells change the summation order and greedy output
     changed on Gemma 3 270M), at no measured cost in batched throughput.
     """
-    kv_type = spec.kv_cache_type
-    if kv_type != "f16" and not spec.flash_attn:
-        # llama.cpp refuses a quantized V cache without flash attention; Ollama falls back too.
-        log.warning("kv cache type %s needs flash attention, using f16", kv_type)
-        kv_type = "f16"
-    declared = declared_pooling_type(spec.model_path)
+    info = read_gguf(spec.model_path)
+    kv_type = effective_kv_cache_type(spec.kv_cache_type, spec.flash_attn, info)
+    if kv_type != spec.kv_cache_type:
+        log.warning("kv cache type %s not supported by this model or without flash attention, using %s", spec.kv_cache_type, kv_type)
     params = llama_lib.llama_context_default_params()
     params.n_ctx = spec.num_ctx
     params.n_batch = spec.num_batch
@@ -161,9 +150,10 @@ def context_params(spec: LoadSpec) -> llama_lib.llama_context_params:
     params.kv_unified = False
     params.flash_attn_type = llama_lib.LLAMA_FLASH_ATTN_TYPE_ENABLED if spec.flash_attn else llama_lib.LLAMA_FLASH_ATTN_TYPE_DISABLED
     params.type_k = params.type_v = _KV_TYPES[kv_type]
-    # any runner can embed; mean pooling when the GGUF declares none
+    # Any runner can embed; mean pooling when the GGUF declares none (llama.cpp fixes
+    # pooling when the context is made, and without it there is no sequence embedding).
     params.embeddings = spec.embedding
-    params.pooling_type = llama_lib.LLAMA_POOLING_TYPE_MEAN if declared is None else declared
+    params.pooling_type = llama_lib.LLAMA_POOLING_TYPE_MEAN if info.pooling_type is None else info.pooling_type
     params.n_threads = params.n_threads_batch = spec.num_thread if spec.num_thread > 0 else default_threads()
     params.no_perf = True
     return params

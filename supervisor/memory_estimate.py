@@ -11,8 +11,7 @@ The sizes follow llama.cpp's own allocations, checked against the buffer sizes i
 * weights: the tensors' bytes, as the GGUF header states them;
 * KV cache: ``cells × (key_length + value_length) × head_count_kv`` per attention layer
   at the cache type's row size, with cells = ``num_ctx × num_parallel`` padded to 256
-  (llama.cpp's padding); quantized types only with flash attention, as llama.cpp refuses
-  a quantized V cache without it. Recurrent (SSM) layers keep an f32 state per sequence;
+  (llama.cpp's padding), of the type ``ollamapy.kv_cache`` says the load gets. Recurrent (SSM) layers keep an f32 state per sequence;
 * compute graph: the largest of three phases of the worst-case batch of ``T`` tokens —
   attention (the mask, plus the f32 ``KQ`` scores per head without flash attention),
   feed-forward activations, and the output projection (``T × n_vocab`` f32 logits).
@@ -23,54 +22,36 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
 
 from ollamapy.gguf_meta import GGUFInfo
+from ollamapy.kv_cache import KV_CACHE_TYPES, effective_kv_cache_type
+from ollamapy.runner_protocol import KvCacheType
 
 __all__ = [
     "GIB",
     "MIB",
     "MINIMUM_MEMORY",
-    "KvCacheType",
     "MeasuredMemory",
     "MemoryEstimate",
-    "effective_kv_cache_type",
     "estimate_memory",
     "format_bytes",
     "measured_memory",
 ]
-
-KvCacheType = Literal["f16", "q8_0", "q4_0"]
 
 MIB = 1 << 20
 GIB = 1 << 30
 MINIMUM_MEMORY = 457 * MIB
 """VRAM kept free on every GPU on top of ``OLLAMA_GPU_OVERHEAD`` (Ollama's ``MinimumMemory``)."""
 
-_KV_TYPES: dict[str, GGMLQuantizationType] = {
-    "f16": GGMLQuantizationType.F16,
-    "q8_0": GGMLQuantizationType.Q8_0,
-    "q4_0": GGMLQuantizationType.Q4_0,
-}
 _KV_PAD = 256  # llama.cpp pads the number of KV cells to a multiple of this
 _F32 = 4
 _LAYER = re.compile(r"blk\.(\d+)\.")
 _PROJECTOR_PREFIXES = ("v.", "mm.", "a.")  # vision/audio towers embedded in the model GGUF
 _BUFFER_LINE = re.compile(r"(\S+)\s+(model|KV|compute|output|RS) buffer size =\s+([0-9.]+) MiB")
 _OFFLOADED = re.compile(r"offloaded (\d+)/(\d+) layers to GPU")
-
-
-def effective_kv_cache_type(requested: str, flash_attention: bool) -> KvCacheType:
-    """The KV cache type a runner will really use.
-
-    Unknown or empty values mean f16 (as Ollama treats them); quantized types need flash
-    attention, without it the runner falls back to f16.
-    """
-    if requested not in _KV_TYPES or not flash_attention:
-        return "f16"
-    return requested  # type: ignore[return-value]
 
 
 def _row_bytes(ggml_type: GGMLQuantizationType, n: int) -> int:
@@ -210,11 +191,8 @@ def _split_weights(info: GGUFInfo, block_count: int) -> tuple[list[int], int, in
 
 def _kv_per_layer(info: GGUFInfo, cells: int, num_parallel: int, kv_type: KvCacheType) -> list[int]:
     """KV cache bytes per layer; recurrent (SSM) layers hold an f32 state per sequence."""
-    n_head = info.head_count or 1
-    n_embd = info.embedding_length or 0
-    key_length = int(info.arch_kv("attention.key_length", n_embd // n_head))
-    value_length = int(info.arch_kv("attention.value_length", n_embd // n_head))
-    ggml_type = _KV_TYPES[kv_type]
+    key_length, value_length = info.key_length, info.value_length
+    ggml_type = KV_CACHE_TYPES[kv_type]
     has_attention = f"{info.architecture}.attention.head_count" in info.kv
     head_count_kv = info.per_layer("attention.head_count_kv", default=info.head_count_kv or 0)
     d_conv = int(info.arch_kv("ssm.conv_kernel", 0))
@@ -271,7 +249,7 @@ def estimate_memory(
     ``gpu_overhead`` is ``OLLAMA_GPU_OVERHEAD``.
     """
     block_count = info.block_count or 0
-    kv_type = effective_kv_cache_type(kv_cache_type, flash_attention)
+    kv_type = effective_kv_cache_type(kv_cache_type, flash_attention, info)
     total_ctx = max(num_ctx, 1) * max(num_parallel, 1)
     cells = _KV_PAD * math.ceil(total_ctx / _KV_PAD)
     tokens = max(1, min(num_batch, total_ctx))

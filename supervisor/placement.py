@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import bisect
 import itertools
+import logging
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -38,14 +39,16 @@ from ollamapy.display import processor_label
 from ollamapy.errors import InvalidRequest, OllamapyError
 from ollamapy.gguf_meta import GGUFInfo
 from ollamapy.options import LoadOptions
+from ollamapy.runner_protocol import KvCacheType
 from ollamapy.supervisor.gpu_probe import GpuInfo, Inventory, Vendor
 from ollamapy.supervisor.memory_estimate import (
     GIB,
-    KvCacheType,
     MemoryEstimate,
     estimate_memory,
     format_bytes,
 )
+
+log = logging.getLogger("ollamapy.placement")
 
 __all__ = [
     "FIT_FRACTION",
@@ -450,16 +453,23 @@ def estimate_for(
     projector_paths: Sequence[Path] = (),
 ) -> MemoryEstimate:
     """The estimate for loading ``info`` with these options on this inventory."""
-    return estimate_memory(
+    requested_kv = envconfig.kv_cache_type()
+    estimate = estimate_memory(
         info,
         num_ctx=resolve_num_ctx(info, load_options.num_ctx, inventory),
         num_parallel=num_parallel,
         num_batch=load_options.num_batch,
-        kv_cache_type=envconfig.kv_cache_type(),
+        kv_cache_type=requested_kv,
         flash_attention=resolve_flash_attention(inventory, envconfig.flash_attention()),
         projector_bytes=sum(p.stat().st_size for p in projector_paths),
         gpu_overhead=envconfig.gpu_overhead(),
     )
+    if requested_kv not in ("", estimate.kv_cache_type):
+        log.warning(
+            "kv cache type %s not supported by this model or without flash attention, using %s",
+            requested_kv, estimate.kv_cache_type,
+        )
+    return estimate
 
 
 def placement_for(

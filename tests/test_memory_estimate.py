@@ -14,11 +14,11 @@ import pytest
 from gguf import GGUFWriter
 
 from ollamapy.gguf_meta import read_gguf
+from ollamapy.kv_cache import effective_kv_cache_type
 from ollamapy.testing.tiny_gguf import TinyModelSpec, write_tiny_gguf
 from ollamapy.supervisor.memory_estimate import (
     MIB,
     MINIMUM_MEMORY,
-    effective_kv_cache_type,
     estimate_memory,
     format_bytes,
     measured_memory,
@@ -93,10 +93,19 @@ def test_kv_cache_size(tiny: Path) -> None:
         ("q5_1", True, "f16", 128),  # unknown: f16, as Ollama
     ],
 )
-def test_kv_cache_types(tiny: Path, requested: str, flash: bool, effective: str, bytes_per_64: int) -> None:
-    est = estimate_memory(read_gguf(tiny), num_ctx=256, kv_cache_type=requested, flash_attention=flash)
-    assert est.kv_cache_type == effective == effective_kv_cache_type(requested, flash)
+def test_kv_cache_types(tmp_path: Path, requested: str, flash: bool, effective: str, bytes_per_64: int) -> None:
+    info = read_gguf(write_tiny_gguf(tmp_path / "heads-of-32.gguf", TinyModelSpec(head_count=2)))
+    est = estimate_memory(info, num_ctx=256, kv_cache_type=requested, flash_attention=flash)
+    assert est.kv_cache_type == effective == effective_kv_cache_type(requested, flash, info)
     assert est.kv == 2 * 256 * 2 * bytes_per_64
+
+
+@pytest.mark.parametrize("requested", ["q8_0", "q4_0"])
+def test_a_quantized_kv_cache_needs_heads_of_whole_blocks(tiny: Path, requested: str) -> None:
+    info = read_gguf(tiny)  # heads of 16: half a block of 32
+    assert (info.key_length, info.value_length) == (16, 16)
+    est = estimate_memory(info, num_ctx=256, kv_cache_type=requested, flash_attention=True)
+    assert est.kv_cache_type == "f16" and est.kv == 2 * 256 * 2 * 128
 
 
 def test_gqa_and_explicit_head_sizes(tmp_path: Path) -> None:

@@ -21,7 +21,7 @@ from ollamapy.errors import InvalidRequest, OllamapyError
 from ollamapy.gguf_meta import read_gguf
 from ollamapy.options import LoadOptions
 from ollamapy.runner_protocol import LoadSpec
-from ollamapy.testing.tiny_gguf import write_tiny_gguf
+from ollamapy.testing.tiny_gguf import TinyModelSpec, write_tiny_gguf
 from ollamapy.supervisor.gpu_probe import GpuInfo, Inventory, SystemMemory
 from ollamapy.supervisor.memory_estimate import MINIMUM_MEMORY, MemoryEstimate
 from ollamapy.supervisor.placement import (
@@ -272,7 +272,8 @@ def test_default_context_tier(totals: tuple[int, ...], overhead: int, expected: 
 
 @pytest.fixture(scope="module")
 def tiny_info(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    return read_gguf(write_tiny_gguf(tmp_path_factory.mktemp("placement") / "tiny.gguf"))
+    """The tiny model with heads of 32, so a quantized KV cache fits them."""
+    return read_gguf(write_tiny_gguf(tmp_path_factory.mktemp("placement") / "tiny.gguf", TinyModelSpec(head_count=2)))
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from llama_cpp import llama_cpp as llama_lib
 
-from ollamapy.runner.load import context_params, declared_pooling_type, default_threads, model_params
+from ollamapy.runner.load import context_params, default_threads, model_params
 from ollamapy.runner_protocol import LoadSpec
 from ollamapy.testing.tiny_gguf import TinyModelSpec, write_tiny_gguf
 
@@ -23,7 +23,6 @@ def test_defaults_map_to_a_cpu_load_with_mean_pooling_fallback(tiny_gguf: Path) 
     assert ctx.n_seq_max == 1 and not ctx.kv_unified  # one KV stream per sequence
     assert ctx.type_k == ctx.type_v == llama_lib.GGML_TYPE_F16
     assert ctx.flash_attn_type == llama_lib.LLAMA_FLASH_ATTN_TYPE_DISABLED
-    assert declared_pooling_type(str(tiny_gguf)) is None
     assert ctx.pooling_type == llama_lib.LLAMA_POOLING_TYPE_MEAN
     assert ctx.n_threads == ctx.n_threads_batch == default_threads()
     assert not ctx.embeddings
@@ -50,9 +49,10 @@ def test_default_threads_are_the_physical_cores_we_may_run_on(
     assert default_threads() == threads
 
 
-def test_every_load_option_reaches_llama_cpp(tiny_gguf: Path) -> None:
+def test_every_load_option_reaches_llama_cpp(tmp_path: Path) -> None:
+    two_heads = write_tiny_gguf(tmp_path / "heads-of-32.gguf", TinyModelSpec(head_count=2))  # q8_0 blocks fit
     spec = LoadSpec(
-        model_path=str(tiny_gguf), num_ctx=8192, num_parallel=4, num_batch=256, n_gpu_layers=-1, main_gpu=1,
+        model_path=str(two_heads), num_ctx=8192, num_parallel=4, num_batch=256, n_gpu_layers=-1, main_gpu=1,
         split_mode="row", tensor_split=[0.25, 0.75], use_mmap=False, use_mlock=True, num_thread=3, flash_attn=True,
         kv_cache_type="q8_0", embedding=True, seed=7,
     )
@@ -80,7 +80,12 @@ def test_quantized_kv_cache_needs_flash_attention(tiny_gguf: Path) -> None:
     assert ctx.type_k == ctx.type_v == llama_lib.GGML_TYPE_F16
 
 
+def test_quantized_kv_cache_needs_heads_of_whole_blocks(tiny_gguf: Path) -> None:
+    # The tiny model's heads have 16 values; q8_0 and q4_0 blocks have 32.
+    ctx = context_params(LoadSpec(model_path=str(tiny_gguf), kv_cache_type="q8_0", flash_attn=True))
+    assert ctx.type_k == ctx.type_v == llama_lib.GGML_TYPE_F16
+
+
 def test_declared_pooling_is_kept(tmp_path: Path) -> None:
     path = write_tiny_gguf(tmp_path / "cls.gguf", TinyModelSpec(pooling_type=llama_lib.LLAMA_POOLING_TYPE_CLS))
-    assert declared_pooling_type(str(path)) == llama_lib.LLAMA_POOLING_TYPE_CLS
     assert context_params(LoadSpec(model_path=str(path))).pooling_type == llama_lib.LLAMA_POOLING_TYPE_CLS

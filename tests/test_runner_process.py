@@ -303,6 +303,20 @@ async def test_context_shift_and_shift_false(tiny_gguf: Path) -> None:
         await runner.close()
 
 
+async def test_a_kv_cache_type_the_heads_cannot_hold_falls_back_to_f16(tiny_gguf: Path) -> None:
+    # OLLAMA_KV_CACHE_TYPE=q8_0 with flash attention, on heads of 16 (q8_0 blocks are 32):
+    # llama.cpp would refuse the context; the model loads with an f16 cache instead.
+    runner = await start(LoadSpec(model_path=str(tiny_gguf), flash_attn=True, kv_cache_type="q8_0"))
+    try:
+        text, chunks = await complete(runner, num_predict=8, grammar=FOREVER)
+        assert text and chunks[-1].eval_count == 8
+        assert "kv cache type q8_0 not supported by this model" in runner.stderr_tail
+        # 2 layers × 4096 cells × (64 + 64) values × 2 bytes (q8_0 would be 34 bytes per 32)
+        assert runner.buffer_sizes["CPU KV"] == 2 * 4096 * 128 * 2
+    finally:
+        await runner.close()
+
+
 # -- embeddings and adapters ------------------------------------------------------------
 
 

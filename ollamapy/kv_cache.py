@@ -1,0 +1,34 @@
+"""Which KV cache type a load really gets: one rule for the front's memory estimate and
+the runner's context, so ``/api/ps`` reports what llama.cpp allocates."""
+
+from __future__ import annotations
+
+from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
+
+from ollamapy.gguf_meta import GGUFInfo
+from ollamapy.runner_protocol import KvCacheType
+
+__all__ = ["KV_CACHE_TYPES", "effective_kv_cache_type"]
+
+KV_CACHE_TYPES: dict[KvCacheType, GGMLQuantizationType] = {
+    "f16": GGMLQuantizationType.F16,
+    "q8_0": GGMLQuantizationType.Q8_0,
+    "q4_0": GGMLQuantizationType.Q4_0,
+}
+
+
+def effective_kv_cache_type(requested: str, flash_attention: bool, info: GGUFInfo) -> KvCacheType:
+    """The type ``requested`` (``OLLAMA_KV_CACHE_TYPE``) becomes for this model.
+
+    Unknown or empty values mean f16, as Ollama treats them. A quantized type needs flash
+    attention (llama.cpp refuses a quantized V cache without it) and heads whose key and
+    value sizes are whole blocks of the type (llama.cpp refuses the context otherwise);
+    the load falls back to f16 instead of failing.
+    """
+    kv_type = next((t for t in KV_CACHE_TYPES if t == requested), "f16")
+    if kv_type == "f16" or not flash_attention:
+        return "f16"
+    block = GGML_QUANT_SIZES[KV_CACHE_TYPES[kv_type]][0]
+    if info.key_length % block or info.value_length % block:
+        return "f16"
+    return kv_type
