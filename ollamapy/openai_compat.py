@@ -38,6 +38,7 @@ __all__ = [
     "CompletionRequest",
     "CompletionStream",
     "EmbeddingRequest",
+    "ForcedToolCall",
     "JsonSchemaFormat",
     "OpenAIToolCall",
     "OpenAIToolCallFunction",
@@ -513,6 +514,29 @@ def force_tool_call(native: dict[str, Any], names: Sequence[str]) -> dict[str, A
     return {**native, "message": {**message, "content": "", "tool_calls": [call]}}
 
 
+class ForcedToolCall:
+    """The streamed form of :func:`force_tool_call`: while a call is forced and none has
+    been parsed, each chunk's content is held back; the last chunk gets the held content
+    read as the call (or given back as content when it is not one)."""
+
+    def __init__(self, names: Sequence[str]) -> None:
+        self.names = list(names)
+        self._called = False
+        self._held = ""
+
+    def message(self, native: dict[str, Any]) -> dict[str, Any]:
+        """The message to send for one native chunk."""
+        message = dict(native.get("message") or {})
+        self._called = self._called or bool(message.get("tool_calls"))
+        if not self.names or self._called:
+            return message
+        self._held += message.get("content") or ""
+        message["content"] = ""
+        if native.get("done"):
+            message = force_tool_call({"message": {**message, "content": self._held}}, self.names)["message"]
+        return message
+
+
 def _parse_call(text: str, names: Sequence[str]) -> dict[str, Any] | None:
     try:
         value = json.loads(text)
@@ -608,10 +632,9 @@ class ChatStream:
         self.id = completion_id
         self.created = created
         self.include_usage = include_usage
-        self.forced_tools = list(forced_tools)
+        self._forced = ForcedToolCall(forced_tools)
         self._first = True
         self._tool_call_sent = False
-        self._held = ""
 
     def _emit(self, native: dict[str, Any]) -> list[dict[str, Any]]:
         chunks = to_chunks(self.id, self.created, native, first=self._first)
@@ -624,13 +647,7 @@ class ChatStream:
         """The chunks (possibly none) to send for one native chunk; after the ``done`` one,
         the finish chunk and, if asked for, the usage chunk follow. ``[DONE]`` is the
         caller's."""
-        message = dict(native.get("message") or {})
-        if self.forced_tools and not self._tool_call_sent and not message.get("tool_calls"):
-            self._held += message.get("content") or ""
-            message["content"] = ""
-            if native.get("done"):
-                message = force_tool_call({"message": {**message, "content": self._held}}, self.forced_tools)["message"]
-        chunks = self._emit({**native, "message": message})
+        chunks = self._emit({**native, "message": self._forced.message(native)})
         if not native.get("done"):
             return chunks
         reason = "tool_calls" if self._tool_call_sent else (native.get("done_reason") or "stop")

@@ -27,6 +27,7 @@ from ollamapy.supervisor.middleware import access_middleware, error_middleware
 from ollamapy.supervisor.routes_embed import setup_embed_routes
 from ollamapy.supervisor.routes_inference import setup_inference_routes
 from ollamapy.supervisor.routes_models import setup_model_routes
+from ollamapy.supervisor.routes_anthropic import setup_anthropic_routes
 from ollamapy.supervisor.routes_openai import setup_openai_routes
 from ollamapy.supervisor.routes_registry import setup_registry_routes
 from ollamapy.supervisor.routes_placement import setup_placement_routes
@@ -67,8 +68,9 @@ def setup_routes(app: web.Application) -> None:
     # inference
     setup_inference_routes(app)
     setup_embed_routes(app)
-    # OpenAI compatibility
+    # OpenAI and Anthropic compatibility
     setup_openai_routes(app)
+    setup_anthropic_routes(app)
     # ollamapy's own
     setup_placement_routes(app)
     app.router.add_get("/api/ready", ready_handler)

@@ -20,7 +20,7 @@ from pydantic import BaseModel, ValidationError
 from ollamapy.errors import InvalidRequest, OllamapyError
 from ollamapy.supervisor.lifecycle import SHUTDOWN_ERROR, StreamTracker
 
-__all__ = ["read_request", "json_response", "respond_stream", "rfc3339_now", "rfc3339", "REQUEST_MODEL", "REQUEST_TOKENS", "STREAMS"]
+__all__ = ["close_events", "read_request", "json_response", "respond_stream", "rfc3339_now", "rfc3339", "REQUEST_MODEL", "REQUEST_TOKENS", "STREAMS"]
 
 log = logging.getLogger("ollamapy.server")
 
@@ -128,11 +128,17 @@ async def respond_stream(
         log.exception("error while streaming %s", request.path)
         await response.write(_line({"error": str(exc) or type(exc).__name__}))
     finally:
-        closer = getattr(iterator, "aclose", None)
-        if closer is not None:
-            await closer()
+        await close_events(iterator)
     await response.write_eof()
     return response
+
+
+async def close_events(iterator: AsyncIterator[Any]) -> None:
+    """Close a stream of events early or late; for a generator this runs its cleanup
+    (the runner lease, the runner connection) now rather than at garbage collection."""
+    closer = getattr(iterator, "aclose", None)
+    if closer is not None:
+        await closer()
 
 
 def rfc3339(moment: datetime) -> str:

@@ -43,8 +43,11 @@ def parse_format(value: Any) -> str | dict[str, Any] | None:
     raise InvalidRequest(f'invalid format: {json.dumps(value)}; expected "json" or a valid JSON Schema object')
 
 
-def resolve_think(value: Any, capabilities: list[str], model_name: str) -> tuple[bool | None, str | None]:
-    """``think`` as (enabled, level): absent turns thinking on for models that have it."""
+def resolve_think(value: Any, capabilities: list[str], model_name: str, *, relaxed: bool = False) -> tuple[bool | None, str | None]:
+    """``think`` as (enabled, level): absent turns thinking on for models that have it.
+
+    ``relaxed`` (the Anthropic route, whose clients always ask for thinking) treats a
+    request to think on a model that cannot as no request, instead of an error."""
     if value is None:
         return (True if "thinking" in capabilities else None), None
     if isinstance(value, bool):
@@ -56,6 +59,8 @@ def resolve_think(value: Any, capabilities: list[str], model_name: str) -> tuple
     else:
         raise InvalidRequest(f"invalid think value: {json.dumps(value)} (must be \"high\", \"medium\", \"low\", \"max\", true, or false)")
     if enabled and "thinking" not in capabilities:
+        if relaxed:
+            return None, None
         raise InvalidRequest(f'"{model_name}" does not support thinking')
     return enabled, level
 
@@ -264,8 +269,9 @@ def _check_chat(model: Model, req: ChatRequest, capabilities: list[str]) -> None
         raise InvalidRequest(f"{model.name} does not support vision")
 
 
-async def start_chat(app: web.Application, req: ChatRequest) -> NativeResult:
-    """Validate and start a chat request: a single answer, or a stream of chunks."""
+async def start_chat(app: web.Application, req: ChatRequest, *, relax_thinking: bool = False) -> NativeResult:
+    """Validate and start a chat request: a single answer, or a stream of chunks
+    (``relax_thinking``: see :func:`resolve_think`)."""
     started = time.monotonic_ns()
     _check_top_logprobs(req.top_logprobs)
     if not req.model:
@@ -279,7 +285,7 @@ async def start_chat(app: web.Application, req: ChatRequest) -> NativeResult:
         return NativeResult(single={**empty, "done_reason": "unload"})
     capabilities = await asyncio.to_thread(model.capabilities)
     _check_chat(model, req, capabilities)
-    think, think_level = resolve_think(req.think, capabilities, req.model)
+    think, think_level = resolve_think(req.think, capabilities, req.model, relaxed=relax_thinking)
     fmt = parse_format(req.format)
     prepared = await asyncio.to_thread(prepare_load, model, req.options)
 

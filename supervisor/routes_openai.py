@@ -10,17 +10,14 @@ the native ``{"error": "…"}``: before the first byte as a real status, after i
 from __future__ import annotations
 
 import asyncio
-import functools
 import json
-import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
 from aiohttp import web
 from pydantic import BaseModel
 
-from ollamapy.errors import InvalidRequest, OllamapyError
+from ollamapy.errors import InvalidRequest
 from ollamapy.openai_compat import (
     ChatCompletionRequest,
     ChatStream,
@@ -41,6 +38,7 @@ from ollamapy.openai_compat import (
     to_model_list,
 )
 from ollamapy.supervisor.app_keys import STORE
+from ollamapy.supervisor.compat_http import SSEStream, answer_errors_as
 from ollamapy.supervisor.http_util import json_response, read_request
 from ollamapy.supervisor.routes_embed import run_embed
 from ollamapy.supervisor.routes_inference import NativeResult, start_chat, start_generate
@@ -48,32 +46,7 @@ from ollamapy.supervisor.routes_models import find_model, list_models
 
 __all__ = ["setup_openai_routes"]
 
-log = logging.getLogger("ollamapy.server")
-
 RequestT = TypeVar("RequestT", bound=BaseModel)
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-def _error_response(status: int, message: str) -> web.Response:
-    return json_response(error_body(status, message), status=status)
-
-
-def _openai_errors(handler: Handler) -> Handler:
-    """Answer every error the handler raises in OpenAI's shape, with its status."""
-
-    @functools.wraps(handler)
-    async def wrapped(request: web.Request) -> web.StreamResponse:
-        try:
-            return await handler(request)
-        except OllamapyError as exc:
-            return _error_response(exc.status_code, exc.message)
-        except (web.HTTPException, ConnectionResetError):
-            raise
-        except Exception as exc:
-            log.exception("unhandled error on %s %s", request.method, request.path)
-            return _error_response(500, str(exc) or type(exc).__name__)
-
-    return wrapped
 
 
 async def _decode(request: web.Request, model: type[RequestT]) -> RequestT:
@@ -81,42 +54,12 @@ async def _decode(request: web.Request, model: type[RequestT]) -> RequestT:
     return await read_request(request, model, empty_message="EOF")
 
 
-def _sse(payload: Any) -> bytes:
+def _sse(payload: dict[str, Any]) -> bytes:
     return b"data: " + json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode() + b"\n\n"
 
 
-async def _respond_sse(request: web.Request, events: AsyncIterator[dict[str, Any]], convert: Callable[[dict[str, Any]], list[dict[str, Any]]]) -> web.StreamResponse:
-    """Stream converted native events as server-sent events ending ``data: [DONE]``.
-
-    The first native event is awaited before anything is sent, so a load failure is still
-    a real HTTP error; later errors become one ``data: {"error": …}`` event.
-    """
-    iterator = aiter(events)
-    try:
-        first = await anext(iterator, None)
-        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
-        await response.prepare(request)
-        try:
-            if first is not None:
-                for chunk in convert(first):
-                    await response.write(_sse(chunk))
-            async for event in iterator:
-                for chunk in convert(event):
-                    await response.write(_sse(chunk))
-            await response.write(b"data: [DONE]\n\n")
-        except OllamapyError as exc:
-            await response.write(_sse(error_body(exc.status_code, exc.message)))
-        except ConnectionResetError:
-            raise
-        except Exception as exc:  # a bug mid-stream must still end the stream with an error event
-            log.exception("error while streaming %s", request.path)
-            await response.write(_sse(error_body(500, str(exc) or type(exc).__name__)))
-    finally:
-        closer = getattr(iterator, "aclose", None)
-        if closer is not None:
-            await closer()
-    await response.write_eof()
-    return response
+_openai_errors = answer_errors_as(error_body)
+_SSE = SSEStream(_sse, error_body, end=b"data: [DONE]\n\n")
 
 
 async def _collect(result: NativeResult) -> dict[str, Any]:
@@ -137,7 +80,7 @@ async def chat_completions_handler(request: web.Request) -> web.StreamResponse:
     completion_id = new_id("chatcmpl")
     if req.stream and result.events is not None:
         stream = ChatStream(completion_id, int(time.time()), include_usage=req.include_usage, forced_tools=forced)
-        return await _respond_sse(request, result.events, stream.feed)
+        return await _SSE.respond(request, result.events, stream.feed)
     return json_response(to_chat_completion(completion_id, force_tool_call(await _collect(result), forced)))
 
 
@@ -148,7 +91,7 @@ async def completions_handler(request: web.Request) -> web.StreamResponse:
     completion_id = new_id("cmpl")
     if req.stream and result.events is not None:
         stream = CompletionStream(completion_id, int(time.time()), include_usage=req.include_usage)
-        return await _respond_sse(request, result.events, stream.feed)
+        return await _SSE.respond(request, result.events, stream.feed)
     return json_response(to_completion(completion_id, await _collect(result)))
 
 

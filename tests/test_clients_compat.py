@@ -1,5 +1,5 @@
-"""Real clients against a live server on loopback: the official ``ollama`` and ``openai``
-packages and ``langchain-ollama``, unchanged, on the tiny model (structure, not words).
+"""Real clients against a live server on loopback: the official ``ollama``, ``openai`` and
+``anthropic`` packages and ``langchain-ollama``, unchanged, on the tiny model (structure, not words).
 
 The server is the real application on a real socket, served from its own thread and event
 loop so the clients' ordinary blocking calls can run in the test.
@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import anthropic
 import ollama
 import openai
 import pytest
@@ -260,6 +261,62 @@ def test_openai_errors_are_the_clients_exception_classes(openai_client: openai.O
         openai_client.chat.completions.create(model="tiny", messages=[])
     with pytest.raises(openai.NotFoundError):
         openai_client.models.retrieve("ghost")
+
+
+# --- the official anthropic client (/v1/messages) --------------------------------------------------
+
+ANTHROPIC_GREEDY = {"extra_body": {"temperature": 0}}  # newer SDKs have no temperature argument
+WEATHER_TOOL = {"name": "get_weather", "description": "Get the weather in a city", "input_schema": WEATHER["function"]["parameters"]}
+
+
+@pytest.fixture
+def anthropic_client(server: LiveServer) -> anthropic.Anthropic:
+    return anthropic.Anthropic(base_url=server.url, api_key="ollama", max_retries=0)
+
+
+def test_anthropic_message_and_its_stream(anthropic_client: anthropic.Anthropic) -> None:
+    whole = anthropic_client.messages.create(model="tiny", max_tokens=6, messages=USER, system="be brief", **ANTHROPIC_GREEDY)  # type: ignore[arg-type]
+    assert whole.type == "message" and whole.role == "assistant" and whole.model == "tiny"
+    assert whole.stop_reason == "max_tokens" and whole.usage.output_tokens == 6 and whole.usage.input_tokens > 0
+    (block,) = whole.content
+    assert block.type == "text"
+    with anthropic_client.messages.stream(model="tiny", max_tokens=6, messages=USER, system="be brief", **ANTHROPIC_GREEDY) as stream:  # type: ignore[arg-type]
+        kinds = [event.type for event in stream]
+        final = stream.get_final_message()
+    assert kinds[0] == "message_start" and kinds[-1] == "message_stop" and "message_delta" in kinds
+    assert final.content[0].type == "text" and final.content[0].text == block.text
+    assert final.stop_reason == "max_tokens" and final.usage.output_tokens == 6
+
+
+def test_anthropic_forced_tool_use_and_the_tool_result_turn(anthropic_client: anthropic.Anthropic) -> None:
+    ask = [{"role": "user", "content": "weather?"}]
+    options: dict[str, Any] = {"model": "tooly", "max_tokens": 80, "tools": [WEATHER_TOOL], **ANTHROPIC_GREEDY}
+    whole = anthropic_client.messages.create(messages=ask, tool_choice={"type": "any"}, **options)  # type: ignore[arg-type]
+    (call,) = whole.content
+    assert call.type == "tool_use" and call.name == "get_weather" and isinstance(call.input["city"], str)
+    assert whole.stop_reason == "tool_use"
+    with anthropic_client.messages.stream(messages=ask, tool_choice={"type": "tool", "name": "get_weather"}, **options) as stream:  # type: ignore[arg-type]
+        streamed = stream.get_final_message()
+    assert [(b.type, b.name, b.input) for b in streamed.content] == [("tool_use", "get_weather", call.input)]  # type: ignore[union-attr]
+    history = [*ask, {"role": "assistant", "content": [call.model_dump()]},
+               {"role": "user", "content": [{"type": "tool_result", "tool_use_id": call.id, "content": "sunny"}]}]
+    plain = {"model": "tooly", "max_tokens": 5, "tools": [WEATHER_TOOL], "tool_choice": {"type": "none"}, **ANTHROPIC_GREEDY}
+    answer = anthropic_client.messages.create(messages=history, **plain)  # type: ignore[arg-type]
+    without = anthropic_client.messages.create(messages=ask, **plain)  # type: ignore[arg-type]
+    assert answer.stop_reason == "max_tokens"
+    assert answer.usage.input_tokens > without.usage.input_tokens + 10  # the call and its result are in the prompt
+
+
+def test_anthropic_errors_and_relaxed_thinking(anthropic_client: anthropic.Anthropic) -> None:
+    with pytest.raises(anthropic.NotFoundError) as missing:
+        anthropic_client.messages.create(model="ghost", max_tokens=5, messages=USER)  # type: ignore[arg-type]
+    assert missing.value.status_code == 404 and missing.value.body["error"]["type"] == "not_found_error"  # type: ignore[index]
+    with pytest.raises(anthropic.BadRequestError) as bad:
+        anthropic_client.messages.create(model="tiny", max_tokens=0, messages=USER)  # type: ignore[arg-type]
+    assert bad.value.body["error"]["message"] == "max_tokens is required and must be positive"  # type: ignore[index]
+    # Claude Code asks every model to think; one that cannot simply answers.
+    thought = anthropic_client.messages.create(model="tiny", max_tokens=3, messages=USER, thinking={"type": "enabled", "budget_tokens": 1024})  # type: ignore[arg-type]
+    assert thought.stop_reason == "max_tokens" and all(b.type == "text" for b in thought.content)
 
 
 # --- langchain-ollama -----------------------------------------------------------------------------

@@ -6,7 +6,6 @@ tool-call and JSON constraints, never the words.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
 import math
@@ -21,7 +20,7 @@ from aiohttp.test_utils import TestClient
 
 from ollamapy.supervisor.app import create_app
 from ollamapy.supervisor.app_keys import SCHEDULER
-from ollamapy.testing.api import create_model
+from ollamapy.testing.api import create_model, generated_tokens_settle
 
 pytestmark = pytest.mark.serving
 
@@ -216,11 +215,7 @@ async def test_client_disconnect_stops_generation(client: TestClient) -> None:
     await resp.content.readline()
     (runner,) = client.app[SCHEDULER].loaded()
     resp.close()
-    await asyncio.sleep(0.3)
-    first = (await runner.handle.health()).tokens_generated
-    await asyncio.sleep(0.3)
-    assert (await runner.handle.health()).tokens_generated == first
-    assert first < 4000
+    assert await generated_tokens_settle(runner.handle) < 4000
 
 
 # --- completions ------------------------------------------------------------------------

@@ -22,7 +22,7 @@ from aiohttp.test_utils import TestClient
 
 from ollamapy.supervisor.app import create_app
 from ollamapy.supervisor.app_keys import SCHEDULER
-from ollamapy.testing.api import create_model
+from ollamapy.testing.api import create_model, generated_tokens_settle
 from ollamapy.testing.tiny_gguf import TinyModelSpec, write_tiny_gguf
 
 pytestmark = pytest.mark.serving
@@ -122,10 +122,8 @@ async def test_mixed_concurrent_load_loses_and_leaks_nothing(client: TestClient)
         if (await health()).active == 0:
             break
         await asyncio.sleep(0.05)
-    settled = await health()
-    assert settled.active == 0
-    await asyncio.sleep(0.3)
-    assert (await health()).tokens_generated == settled.tokens_generated
+    assert (await health()).active == 0
+    await generated_tokens_settle(runner.handle)
 
     # Same runner, no stray processes, and the same answers afterwards.
     assert [r.handle.pid for r in client.app[SCHEDULER].loaded()] == [pid]

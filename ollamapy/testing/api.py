@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import socket
 from pathlib import Path
 from typing import Any, Protocol
 
-__all__ = ["free_port", "file_digest", "upload_blob", "create_model"]
+__all__ = ["free_port", "file_digest", "upload_blob", "create_model", "generated_tokens_settle"]
 
 
 class _Poster(Protocol):
@@ -41,3 +42,17 @@ async def create_model(http: _Poster, name: str, gguf: Path, *, base: str = "", 
     body = {"model": name, "files": {"m.gguf": digest}, "stream": False, **extra}
     async with http.post(f"{base}/api/create", json=body) as resp:
         assert resp.status == 200, await resp.text()
+
+
+class _Health(Protocol):
+    async def health(self) -> Any: ...
+
+
+async def generated_tokens_settle(runner: _Health, pause: float = 0.3) -> int:
+    """After ``pause``, the runner's count of generated tokens, checked not to move during a
+    second ``pause``: generation has stopped (a client that left was noticed)."""
+    await asyncio.sleep(pause)
+    settled = (await runner.health()).tokens_generated
+    await asyncio.sleep(pause)
+    assert (await runner.health()).tokens_generated == settled, "the runner is still generating"
+    return int(settled)

@@ -1,0 +1,65 @@
+"""``POST /v1/messages``: Anthropic's Messages API over the native chat core.
+
+The handler decodes a Messages body, converts it with ``ollamapy.anthropic_compat``, runs
+the same core ``/api/chat`` runs (thinking relaxed: asking a model that cannot think to
+think is not an error here, as in Ollama), and converts the answer back: a ``message``
+object, or its server-sent events. Every error leaves in Anthropic's shape
+(``{"type": "error", "error": {"type", "message"}}``).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from aiohttp import web
+
+from ollamapy.anthropic_compat import (
+    MessagesRequest,
+    MessageStream,
+    error_body,
+    estimate_input_tokens,
+    forced_tool_names,
+    from_messages_request,
+    new_message_id,
+    to_message,
+)
+from ollamapy.openai_compat import force_tool_call
+from ollamapy.supervisor.compat_http import SSEStream, answer_errors_as
+from ollamapy.supervisor.http_util import json_response, read_request
+from ollamapy.supervisor.routes_inference import start_chat
+
+__all__ = ["setup_anthropic_routes"]
+
+Event = tuple[str, dict[str, Any]]
+
+
+def _sse(event: Event) -> bytes:
+    name, data = event
+    return f"event: {name}\ndata: ".encode() + json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode() + b"\n\n"
+
+
+def _error_event(status: int, message: str) -> Event:
+    body = error_body(status, message)
+    return "error", {"type": "error", "error": body["error"]}
+
+
+_SSE: SSEStream[Event] = SSEStream(_sse, _error_event)
+
+
+@answer_errors_as(error_body)
+async def messages_handler(request: web.Request) -> web.StreamResponse:
+    req = await read_request(request, MessagesRequest, empty_message="EOF")
+    forced = forced_tool_names(req)
+    result = await start_chat(request.app, from_messages_request(req), relax_thinking=True)
+    message_id = new_message_id()
+    assert result.events is not None and result.collect is not None  # messages are never empty here
+    if req.stream:
+        stream = MessageStream(message_id, req.model, estimated_input_tokens=estimate_input_tokens(req), forced_tools=forced)
+        return await _SSE.respond(request, result.events, stream.feed)
+    native = result.collect([event async for event in result.events])
+    return json_response(to_message(message_id, force_tool_call(native, forced)))
+
+
+def setup_anthropic_routes(app: web.Application) -> None:
+    app.router.add_post("/v1/messages", messages_handler)
