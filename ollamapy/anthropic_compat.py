@@ -32,6 +32,7 @@ from ollamapy.openai_compat import ForcedToolCall, tool_call_schema
 
 __all__ = [
     "ContentBlock",
+    "CountTokensRequest",
     "MessageParam",
     "MessageStream",
     "MessagesRequest",
@@ -116,19 +117,24 @@ class OutputConfig(_Wire):
     effort: str = ""
 
 
-class MessagesRequest(_Wire):
+class CountTokensRequest(_Wire):
+    """``/v1/messages/count_tokens``: the parts of a Messages request that make its prompt."""
+
     model: str = ""
-    max_tokens: int = 0
     messages: list[MessageParam] = Field(default_factory=list)
     system: str | list[dict[str, Any]] | None = None
+    tools: list[Tool] | None = None
+    thinking: ThinkingConfig | None = None
+
+
+class MessagesRequest(CountTokensRequest):
+    max_tokens: int = 0
     stream: bool = False
     temperature: float | None = None
     top_p: float | None = None
     top_k: int | None = None
     stop_sequences: list[str] | None = None
-    tools: list[Tool] | None = None
     tool_choice: ToolChoice | None = None
-    thinking: ThinkingConfig | None = None
     metadata: dict[str, Any] | None = None
     output_config: OutputConfig | None = None
 
@@ -156,9 +162,10 @@ def _system_text(system: str | list[dict[str, Any]] | None) -> str:
     return "".join(block.get("text", "") for block in system or [] if block.get("type") == "text" and isinstance(block.get("text"), str))
 
 
-def estimate_input_tokens(req: MessagesRequest) -> int:
-    """Ollama's rough input size (characters / 4) for ``message_start``, sent before the
-    prompt is evaluated; the real count comes with ``message_delta``."""
+def estimate_input_tokens(req: CountTokensRequest) -> int:
+    """Ollama's rough input size (characters / 4): for ``message_start``, sent before the
+    prompt is evaluated (the real count comes with ``message_delta``), and the answer of
+    ``count_tokens``."""
     total = len(_system_text(req.system))
     for message in req.messages:
         total += len(message.role)

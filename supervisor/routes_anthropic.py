@@ -1,4 +1,5 @@
-"""``POST /v1/messages``: Anthropic's Messages API over the native chat core.
+"""``POST /v1/messages``: Anthropic's Messages API over the native chat core (and
+``/v1/messages/count_tokens``, Ollama's estimate of a prompt's size).
 
 The handler decodes a Messages body, converts it with ``ollamapy.anthropic_compat``, runs
 the same core ``/api/chat`` runs (thinking relaxed: asking a model that cannot think to
@@ -9,12 +10,14 @@ object, or its server-sent events. Every error leaves in Anthropic's shape
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
 from aiohttp import web
 
 from ollamapy.anthropic_compat import (
+    CountTokensRequest,
     MessagesRequest,
     MessageStream,
     error_body,
@@ -24,10 +27,13 @@ from ollamapy.anthropic_compat import (
     new_message_id,
     to_message,
 )
+from ollamapy.errors import InvalidRequest
 from ollamapy.openai_compat import force_tool_call
+from ollamapy.supervisor.app_keys import STORE
 from ollamapy.supervisor.compat_http import SSEStream, answer_errors_as
 from ollamapy.supervisor.http_util import json_response, read_request
 from ollamapy.supervisor.routes_inference import start_chat
+from ollamapy.supervisor.routes_models import find_model
 
 __all__ = ["setup_anthropic_routes"]
 
@@ -61,5 +67,18 @@ async def messages_handler(request: web.Request) -> web.StreamResponse:
     return json_response(to_message(message_id, force_tool_call(native, forced)))
 
 
+@answer_errors_as(error_body)
+async def count_tokens_handler(request: web.Request) -> web.StreamResponse:
+    """Ollama's estimate (characters / 4), not a tokenization: a count must not load a model."""
+    req = await read_request(request, CountTokensRequest, empty_message="EOF")
+    if not req.model:
+        raise InvalidRequest("model is required")
+    if not req.messages:
+        raise InvalidRequest("messages is required")
+    await asyncio.to_thread(find_model, request.app[STORE], req.model)  # 404 for an unknown model
+    return json_response({"input_tokens": estimate_input_tokens(req)})
+
+
 def setup_anthropic_routes(app: web.Application) -> None:
     app.router.add_post("/v1/messages", messages_handler)
+    app.router.add_post("/v1/messages/count_tokens", count_tokens_handler)

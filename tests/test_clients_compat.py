@@ -314,6 +314,7 @@ def test_anthropic_errors_and_relaxed_thinking(anthropic_client: anthropic.Anthr
     with pytest.raises(anthropic.BadRequestError) as bad:
         anthropic_client.messages.create(model="tiny", max_tokens=0, messages=USER)  # type: ignore[arg-type]
     assert bad.value.body["error"]["message"] == "max_tokens is required and must be positive"  # type: ignore[index]
+    assert anthropic_client.messages.count_tokens(model="tiny", messages=USER).input_tokens == len("user" + "hello") // 4  # type: ignore[arg-type]
     # Claude Code asks every model to think; one that cannot simply answers.
     thought = anthropic_client.messages.create(model="tiny", max_tokens=3, messages=USER, thinking={"type": "enabled", "budget_tokens": 1024})  # type: ignore[arg-type]
     assert thought.stop_reason == "max_tokens" and all(b.type == "text" for b in thought.content)

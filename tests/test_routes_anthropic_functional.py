@@ -96,3 +96,15 @@ async def test_client_disconnect_stops_generation(client: TestClient) -> None:
     (runner,) = client.app[SCHEDULER].loaded()
     resp.close()
     assert await generated_tokens_settle(runner.handle) < 4000
+
+
+async def test_count_tokens_is_ollamas_estimate(client: TestClient) -> None:
+    body = {"model": "tiny", "system": "be brief", "messages": [{"role": "user", "content": "hello world"}]}
+    resp = await client.post("/v1/messages/count_tokens", json=body)
+    assert resp.status == 200
+    assert await resp.json() == {"input_tokens": (8 + 4 + 11) // 4}
+    assert client.app[SCHEDULER].loaded() == []  # counting loads no model
+    missing = await client.post("/v1/messages/count_tokens", json={**body, "model": "ghost"})
+    assert missing.status == 404 and (await missing.json())["error"]["type"] == "not_found_error"
+    empty = await client.post("/v1/messages/count_tokens", json={"model": "tiny", "messages": []})
+    assert empty.status == 400 and (await empty.json())["error"]["message"] == "messages is required"
