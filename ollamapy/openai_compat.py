@@ -48,10 +48,13 @@ __all__ = [
     "error_body",
     "force_tool_call",
     "forced_tool_names",
+    "forced_tools",
     "from_chat_request",
     "from_completion_request",
     "from_embedding_request",
+    "decode_image_url",
     "new_id",
+    "openai_tool_calls",
     "to_chat_completion",
     "to_chunks",
     "to_completion",
@@ -281,11 +284,16 @@ def _tool_calls(calls: list[OpenAIToolCall] | None) -> list[ToolCall] | None:
 
 
 def _image_data(part: dict[str, Any]) -> str:
-    """The base64 payload of an ``image_url`` part (a data URI; URLs are refused)."""
+    """The base64 payload of an ``image_url`` part."""
     ref = part.get("image_url")
     url = ref.get("url") if isinstance(ref, dict) else ref
     if not isinstance(url, str):
         raise InvalidRequest("invalid message format")
+    return decode_image_url(url)
+
+
+def decode_image_url(url: str) -> str:
+    """The base64 payload of an image data URI (Ollama's ``decodeImageURL``; URLs are refused)."""
     if url.startswith(("http://", "https://")):
         raise InvalidRequest("image URLs are not currently supported, please use base64 encoded data instead")
     prefix = next((p for p in _IMAGE_PREFIXES if url.startswith(p)), None)
@@ -417,18 +425,19 @@ def _function_name(tool: dict[str, Any]) -> str:
     return str(_function(tool).get("name", ""))
 
 
-def _forced_tools(req: ChatCompletionRequest) -> list[dict[str, Any]]:
-    """The tools ``tool_choice`` forces a call among; empty when a call is not forced."""
-    choice = req.tool_choice
+def forced_tools(tools: Sequence[dict[str, Any]] | None, choice: Any) -> list[dict[str, Any]]:
+    """The (native) tools a ``tool_choice`` forces a call among; empty when a call is not
+    forced. A named choice is ``{"type": "function", "function": {"name"}}`` (chat) or
+    ``{"type": "function", "name"}`` (Responses)."""
     if choice is None or choice in ("auto", "none"):
         return []
-    if not req.tools:
+    if not tools:
         raise InvalidRequest("Invalid value for 'tool_choice': 'tool_choice' is only allowed when 'tools' are specified.")
     if choice == "required":
-        return list(req.tools)
-    if isinstance(choice, dict) and choice.get("type") == "function" and isinstance(choice.get("function"), dict):
-        name = choice["function"].get("name")
-        chosen = [t for t in req.tools if _function_name(t) == name]
+        return list(tools)
+    if isinstance(choice, dict) and choice.get("type") == "function":
+        name = choice.get("name") or _function(choice).get("name")
+        chosen = [t for t in tools if _function_name(t) == name]
         if not chosen:
             raise InvalidRequest(f"Invalid value for 'tool_choice': no function named '{name}' was specified in the 'tools' parameter.")
         return chosen
@@ -437,7 +446,7 @@ def _forced_tools(req: ChatCompletionRequest) -> list[dict[str, Any]]:
 
 def forced_tool_names(req: ChatCompletionRequest) -> list[str]:
     """Names of the tools ``tool_choice`` forces a call among (empty when not forced)."""
-    return [_function_name(t) for t in _forced_tools(req)]
+    return [_function_name(t) for t in forced_tools(req.tools, req.tool_choice)]
 
 
 def tool_call_schema(tools: Sequence[dict[str, Any]]) -> dict[str, Any]:
@@ -468,7 +477,7 @@ def from_chat_request(req: ChatCompletionRequest) -> ChatRequest:
     still describes them) and sets ``format`` to :func:`tool_call_schema` of the forced
     ones, overriding ``response_format``.
     """
-    forced = _forced_tools(req)
+    forced = forced_tools(req.tools, req.tool_choice)
     fmt = tool_call_schema(forced) if forced else _response_format(req.response_format)
     return ChatRequest.model_validate(
         {
@@ -547,7 +556,7 @@ def _parse_call(text: str, names: Sequence[str]) -> dict[str, Any] | None:
     return {"id": tool_call_id(), "function": {"index": 0, "name": value["name"], "arguments": value["arguments"]}}
 
 
-def _openai_tool_calls(calls: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def openai_tool_calls(calls: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [
         {
             "id": call.get("id", ""),
@@ -565,7 +574,7 @@ def to_chat_completion(completion_id: str, native: dict[str, Any]) -> dict[str, 
     out_message: dict[str, Any] = {"role": message.get("role") or "assistant", "content": message.get("content", "")}
     if message.get("thinking"):
         out_message["reasoning"] = message["thinking"]
-    calls = _openai_tool_calls(message.get("tool_calls") or [])
+    calls = openai_tool_calls(message.get("tool_calls") or [])
     if calls:
         out_message["tool_calls"] = calls
     reason = "tool_calls" if calls else (native.get("done_reason") or None)
@@ -603,7 +612,7 @@ def to_chunks(completion_id: str, created: int, native: dict[str, Any], *, first
     message = native.get("message") or {}
     thinking = message.get("thinking") or ""
     content = message.get("content") or ""
-    calls = _openai_tool_calls(message.get("tool_calls") or [])
+    calls = openai_tool_calls(message.get("tool_calls") or [])
     logprobs = _choice_logprobs(native)
     deltas: list[dict[str, Any]] = []
     if thinking:

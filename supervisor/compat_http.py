@@ -9,6 +9,7 @@ first byte becomes one error event in the API's shape, and the stream ends.
 from __future__ import annotations
 
 import functools
+import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, Generic, TypeVar
@@ -18,7 +19,7 @@ from aiohttp import web
 from ollamapy.errors import OllamapyError
 from ollamapy.supervisor.http_util import close_events, json_response
 
-__all__ = ["ErrorBody", "SSEStream", "answer_errors_as"]
+__all__ = ["ErrorBody", "NamedEvent", "SSEStream", "answer_errors_as", "named_event"]
 
 log = logging.getLogger("ollamapy.server")
 
@@ -26,6 +27,14 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 ErrorBody = Callable[[int, str], dict[str, Any]]
 """The API's error object for a status and a message."""
 EventT = TypeVar("EventT")
+NamedEvent = tuple[str, dict[str, Any]]
+"""An event with a name (``event:`` line) and a JSON object (``data:`` line)."""
+
+
+def named_event(event: NamedEvent) -> bytes:
+    """``event: <name>`` and ``data: <json>``: how Anthropic and OpenAI's Responses API frame events."""
+    name, data = event
+    return f"event: {name}\ndata: ".encode() + json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode() + b"\n\n"
 
 
 def answer_errors_as(error_body: ErrorBody) -> Callable[[Handler], Handler]:

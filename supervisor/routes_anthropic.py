@@ -11,8 +11,6 @@ object, or its server-sent events. Every error leaves in Anthropic's shape
 from __future__ import annotations
 
 import asyncio
-import json
-from typing import Any
 
 from aiohttp import web
 
@@ -30,27 +28,19 @@ from ollamapy.anthropic_compat import (
 from ollamapy.errors import InvalidRequest
 from ollamapy.openai_compat import force_tool_call
 from ollamapy.supervisor.app_keys import STORE
-from ollamapy.supervisor.compat_http import SSEStream, answer_errors_as
+from ollamapy.supervisor.compat_http import NamedEvent, SSEStream, answer_errors_as, named_event
 from ollamapy.supervisor.http_util import json_response, read_request
 from ollamapy.supervisor.routes_inference import start_chat
 from ollamapy.supervisor.routes_models import find_model
 
 __all__ = ["setup_anthropic_routes"]
 
-Event = tuple[str, dict[str, Any]]
-
-
-def _sse(event: Event) -> bytes:
-    name, data = event
-    return f"event: {name}\ndata: ".encode() + json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode() + b"\n\n"
-
-
-def _error_event(status: int, message: str) -> Event:
+def _error_event(status: int, message: str) -> NamedEvent:
     body = error_body(status, message)
     return "error", {"type": "error", "error": body["error"]}
 
 
-_SSE: SSEStream[Event] = SSEStream(_sse, _error_event)
+_SSE: SSEStream[NamedEvent] = SSEStream(named_event, _error_event)
 
 
 @answer_errors_as(error_body)

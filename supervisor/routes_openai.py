@@ -37,8 +37,10 @@ from ollamapy.openai_compat import (
     to_model,
     to_model_list,
 )
+from ollamapy.openai_responses import ResponsesRequest, ResponsesStream, from_responses_request, new_response_ids, to_response
+from ollamapy.openai_responses import forced_tool_names as forced_response_tools
 from ollamapy.supervisor.app_keys import STORE
-from ollamapy.supervisor.compat_http import SSEStream, answer_errors_as
+from ollamapy.supervisor.compat_http import SSEStream, answer_errors_as, named_event
 from ollamapy.supervisor.http_util import json_response, read_request
 from ollamapy.supervisor.routes_embed import run_embed
 from ollamapy.supervisor.routes_inference import NativeResult, start_chat, start_generate
@@ -85,6 +87,18 @@ async def chat_completions_handler(request: web.Request) -> web.StreamResponse:
 
 
 @_openai_errors
+async def responses_handler(request: web.Request) -> web.StreamResponse:
+    req = await _decode(request, ResponsesRequest)
+    forced = forced_response_tools(req)
+    result = await start_chat(request.app, from_responses_request(req))
+    response_id, item_id = new_response_ids()
+    if req.stream and result.events is not None:
+        stream = ResponsesStream(response_id, item_id, req, forced_tools=forced)
+        return await SSEStream(named_event, stream.error_event).respond(request, result.events, stream.feed)
+    return json_response(to_response(response_id, item_id, force_tool_call(await _collect(result), forced), req))
+
+
+@_openai_errors
 async def completions_handler(request: web.Request) -> web.StreamResponse:
     req = await _decode(request, CompletionRequest)
     result = await start_generate(request.app, from_completion_request(req))
@@ -118,6 +132,7 @@ def setup_openai_routes(app: web.Application) -> None:
     """Register ``/v1/*``; a model id may contain ``/`` (``library/tiny:latest``)."""
     app.router.add_post("/v1/chat/completions", chat_completions_handler)
     app.router.add_post("/v1/completions", completions_handler)
+    app.router.add_post("/v1/responses", responses_handler)
     app.router.add_post("/v1/embeddings", embeddings_handler)
     app.router.add_get("/v1/models", list_models_handler)
     app.router.add_get("/v1/models/{model:.+}", retrieve_model_handler)

@@ -263,6 +263,34 @@ def test_openai_errors_are_the_clients_exception_classes(openai_client: openai.O
         openai_client.models.retrieve("ghost")
 
 
+def test_openai_responses_and_their_stream(openai_client: openai.OpenAI) -> None:
+    whole = openai_client.responses.create(model="tiny", input="hello", instructions="be brief", max_output_tokens=6, temperature=0)
+    assert whole.object == "response" and whole.status == "completed" and whole.output[0].type == "message"
+    assert whole.usage is not None and whole.usage.output_tokens == 6
+    with openai_client.responses.stream(model="tiny", input="hello", instructions="be brief", max_output_tokens=6, temperature=0) as stream:
+        kinds = [event.type for event in stream]
+        final = stream.get_final_response()
+    assert kinds[:2] == ["response.created", "response.in_progress"] and kinds[-1] == "response.completed"
+    assert final.output_text == whole.output_text
+
+
+def test_openai_responses_function_call_round_trip(openai_client: openai.OpenAI) -> None:
+    tool = {"type": "function", "name": "get_weather", "description": "weather", "parameters": WEATHER["function"]["parameters"], "strict": True}
+    called = openai_client.responses.create(model="tooly", input="weather?", tools=[tool], tool_choice="required", max_output_tokens=80, temperature=0)  # type: ignore[list-item]
+    (call,) = called.output
+    assert call.type == "function_call" and call.name == "get_weather" and isinstance(json.loads(call.arguments)["city"], str)
+    history = [{"role": "user", "content": "weather?"}, {"type": "function_call", "call_id": call.call_id, "name": call.name, "arguments": call.arguments},
+               {"type": "function_call_output", "call_id": call.call_id, "output": "sunny"}]
+    answer = openai_client.responses.create(model="tooly", input=history, tools=[tool], max_output_tokens=5, temperature=0)  # type: ignore[arg-type, list-item]
+    plain = openai_client.responses.create(model="tooly", input="weather?", tools=[tool], max_output_tokens=5, temperature=0)  # type: ignore[list-item]
+    assert answer.status == "completed" and answer.usage is not None and plain.usage is not None
+    assert answer.usage.input_tokens > plain.usage.input_tokens + 10  # the call and its output are in the prompt
+    with pytest.raises(openai.NotFoundError):
+        openai_client.responses.create(model="ghost", input="x")
+    with pytest.raises(openai.BadRequestError):
+        openai_client.responses.create(model="tiny", input="x", reasoning={"effort": "huge"})  # type: ignore[typeddict-item]
+
+
 # --- the official anthropic client (/v1/messages) --------------------------------------------------
 
 ANTHROPIC_GREEDY = {"extra_body": {"temperature": 0}}  # newer SDKs have no temperature argument

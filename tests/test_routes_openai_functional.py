@@ -210,6 +210,20 @@ async def test_runner_dying_mid_stream_sends_an_error_event(client: TestClient) 
     assert last["error"]["message"].startswith("model runner has unexpectedly stopped")
 
 
+async def test_responses_stream_ends_with_an_error_event_when_the_runner_dies(client: TestClient) -> None:
+    resp = await client.post("/v1/responses", json={"model": "tiny", "input": "hello", "stream": True, "max_output_tokens": 4000})
+    assert resp.headers["Content-Type"] == "text/event-stream"
+    assert (await resp.content.readline()) == b"event: response.created\n"
+    (runner,) = client.app[SCHEDULER].loaded()
+    runner.handle._process.send_signal(signal.SIGKILL)
+    frames = [f for f in (await resp.read()).decode().split("\n\n") if f.strip()]
+    name, data = frames[-1].split("\n")
+    assert name == "event: error"
+    error = json.loads(data[6:])
+    assert error["type"] == "error" and error["error"]["type"] == "api_error"
+    assert error["message"].startswith("model runner has unexpectedly stopped")
+
+
 async def test_client_disconnect_stops_generation(client: TestClient) -> None:
     resp = await client.post("/v1/chat/completions", json={"model": "tiny", "messages": USER, "stream": True, "max_tokens": 4000})
     await resp.content.readline()
