@@ -35,6 +35,7 @@ from ollamapy.supervisor.routes_models import find_model
 
 __all__ = ["setup_anthropic_routes"]
 
+
 def _error_event(status: int, message: str) -> NamedEvent:
     body = error_body(status, message)
     return "error", {"type": "error", "error": body["error"]}
