@@ -402,8 +402,8 @@ class BatchEngine:
         ``SLOT_PROMPT_SIMILARITY`` of the prompt (llama-server's rule). Otherwise an empty
         slot, else the least recently used one, so a chance match of a few tokens never
         evicts another conversation's cache; among those, one that joins busy slots,
-        which keeps the busy seq ids in few runs (see ``_step``). Returns the slot and the prefix
-        length to keep."""
+        which keeps the busy seq ids in few runs (see ``_step``). Returns the slot and
+        the prefix length to keep."""
         free = [slot for slot in self._slots if not slot.busy]
         # At least the last prompt token is always evaluated again, so fresh logits exist.
         scored = [(slot, _common_prefix(slot.cached, window, len(window) - 1)) for slot in free]

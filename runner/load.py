@@ -21,8 +21,8 @@ import psutil
 from llama_cpp import llama_cpp as llama_lib
 
 from ollamapy.gguf_meta import read_gguf
-from ollamapy.kv_cache import effective_kv_cache_type
-from ollamapy.runner_protocol import KvCacheType, LoadSpec, SplitMode
+from ollamapy.kv_cache import KV_CACHE_TYPES, KV_FALLBACK_WARNING, effective_kv_cache_type
+from ollamapy.runner_protocol import LoadSpec, SplitMode
 
 __all__ = [
     "LoadedModel",
@@ -35,12 +35,6 @@ __all__ = [
 ]
 
 log = logging.getLogger("ollamapy.runner")
-
-_KV_TYPES: dict[KvCacheType, int] = {
-    "f16": llama_lib.GGML_TYPE_F16,
-    "q8_0": llama_lib.GGML_TYPE_Q8_0,
-    "q4_0": llama_lib.GGML_TYPE_Q4_0,
-}
 
 _SPLIT_MODES: dict[SplitMode, int] = {
     "none": llama_lib.LLAMA_SPLIT_MODE_NONE,
@@ -139,7 +133,7 @@ def context_params(spec: LoadSpec) -> llama_lib.llama_context_params:
     info = read_gguf(spec.model_path)
     kv_type = effective_kv_cache_type(spec.kv_cache_type, spec.flash_attn, info)
     if kv_type != spec.kv_cache_type:
-        log.warning("kv cache type %s not supported by this model or without flash attention, using %s", spec.kv_cache_type, kv_type)
+        log.warning(KV_FALLBACK_WARNING, spec.kv_cache_type, kv_type)
     params = llama_lib.llama_context_default_params()
     params.n_ctx = spec.num_ctx
     params.n_batch = spec.num_batch
@@ -149,7 +143,7 @@ def context_params(spec: LoadSpec) -> llama_lib.llama_context_params:
     params.n_seq_max = spec.num_parallel
     params.kv_unified = False
     params.flash_attn_type = llama_lib.LLAMA_FLASH_ATTN_TYPE_ENABLED if spec.flash_attn else llama_lib.LLAMA_FLASH_ATTN_TYPE_DISABLED
-    params.type_k = params.type_v = _KV_TYPES[kv_type]
+    params.type_k = params.type_v = int(KV_CACHE_TYPES[kv_type])  # ggml's type numbers
     # Any runner can embed; mean pooling when the GGUF declares none (llama.cpp fixes
     # pooling when the context is made, and without it there is no sequence embedding).
     params.embeddings = spec.embedding

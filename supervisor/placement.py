@@ -38,6 +38,7 @@ from ollamapy import envconfig
 from ollamapy.display import processor_label
 from ollamapy.errors import InvalidRequest, OllamapyError
 from ollamapy.gguf_meta import GGUFInfo
+from ollamapy.kv_cache import KV_FALLBACK_WARNING
 from ollamapy.options import LoadOptions
 from ollamapy.runner_protocol import KvCacheType
 from ollamapy.supervisor.gpu_probe import GpuInfo, Inventory, Vendor
@@ -465,10 +466,7 @@ def estimate_for(
         gpu_overhead=envconfig.gpu_overhead(),
     )
     if requested_kv not in ("", estimate.kv_cache_type):
-        log.warning(
-            "kv cache type %s not supported by this model or without flash attention, using %s",
-            requested_kv, estimate.kv_cache_type,
-        )
+        log.warning(KV_FALLBACK_WARNING, requested_kv, estimate.kv_cache_type)
     return estimate
 
 
