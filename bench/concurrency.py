@@ -30,7 +30,7 @@ from dataclasses import dataclass
 import aiohttp
 
 from bench._server import Stream, gemma_path, percentile, running_server, stream_generate
-from ollamapy.runner_protocol import CompletionRequest, LoadSpec
+from ollamapy.api.runner_protocol import CompletionRequest, LoadSpec
 from ollamapy.supervisor.runner_process import RunnerProcess
 
 __all__ = ["main"]

@@ -1,6 +1,6 @@
 """``python -m ollamapy``: the same command line as the ``ollamapy`` console script."""
 
-from ollamapy.cli import main
+from ollamapy.cli.main import main
 
 __all__ = ["main"]
 

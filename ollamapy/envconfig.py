@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from ollamapy.durations import FOREVER, format_go_duration, parse_go_duration
+from ollamapy.golang.durations import FOREVER, format_go_duration, parse_go_duration
 
 __all__ = [
     "TRACE",
@@ -309,7 +309,7 @@ def models_dir() -> Path:
 def keep_alive() -> float:
     """``OLLAMA_KEEP_ALIVE`` in seconds (default 300): ``"5m"``, ``"1h"`` or ``"3600"``.
 
-    Negative means forever (:data:`~ollamapy.durations.FOREVER`); 0 unloads right after each request.
+    Negative means forever (:data:`~ollamapy.golang.durations.FOREVER`); 0 unloads right after each request.
     """
     seconds = _duration_var("OLLAMA_KEEP_ALIVE", _DEFAULT_KEEP_ALIVE)
     return FOREVER if seconds < 0 else seconds

@@ -20,17 +20,17 @@ handler has to match on message text.
 from __future__ import annotations
 
 __all__ = [
-    "OllamapyError",
-    "InvalidRequest",
-    "InvalidModelName",
-    "InvalidDigest",
-    "ParserError",
-    "TemplateError",
-    "ModelNotFound",
     "BlobNotFound",
-    "RequestCancelled",
+    "InvalidDigest",
+    "InvalidModelName",
+    "InvalidRequest",
+    "ModelNotFound",
+    "OllamapyError",
+    "ParserError",
     "QueueFull",
+    "RequestCancelled",
     "RunnerCrashed",
+    "TemplateError",
 ]
 
 

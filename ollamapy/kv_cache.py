@@ -7,8 +7,8 @@ from typing import cast
 
 from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
 
-from ollamapy.gguf_meta import GGUFInfo
-from ollamapy.runner_protocol import KvCacheType
+from ollamapy.api.runner_protocol import KvCacheType
+from ollamapy.store.gguf import GGUFInfo
 
 __all__ = ["KV_CACHE_TYPES", "KV_FALLBACK_WARNING", "effective_kv_cache_type"]
 

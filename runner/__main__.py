@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> None:
     _die_with_parent(args.parent_pid)
 
     # Imported late: loading llama_cpp takes a while and the parent check should not wait.
-    from ollamapy.runner_protocol import LoadSpec
+    from ollamapy.api.runner_protocol import LoadSpec
 
     from .engine import BatchEngine
     from .server import serve

@@ -39,8 +39,7 @@ import numpy as np
 from llama_cpp import llama_cpp as llama_lib
 from llama_cpp._internals import LlamaSampler
 
-from ollamapy.errors import InvalidRequest
-from ollamapy.runner_protocol import (
+from ollamapy.api.runner_protocol import (
     CompletionChunk,
     CompletionRequest,
     EmbeddingResponse,
@@ -48,6 +47,7 @@ from ollamapy.runner_protocol import (
     Logprob,
     TokenLogprob,
 )
+from ollamapy.errors import InvalidRequest
 
 from .load import LoadedModel, load_model
 from .sampling import build_sampler
@@ -667,7 +667,7 @@ class BatchEngine:
                 pointer = llama_lib.llama_get_embeddings_seq(ctx, slot.seq_id)
                 vectors.append(pointer[:n_out] if pointer else [0.0] * self._n_embd)
                 self._forget(slot, 0)
-        except Exception as err:  # noqa: BLE001 (the caller gets it through the future)
+        except Exception as err:
             job.future.set_exception(err)
         else:
             if job.cancel.is_set():

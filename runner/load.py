@@ -20,9 +20,9 @@ from typing import Any
 import psutil
 from llama_cpp import llama_cpp as llama_lib
 
-from ollamapy.gguf_meta import read_gguf
+from ollamapy.api.runner_protocol import LoadSpec, SplitMode
 from ollamapy.kv_cache import KV_CACHE_TYPES, KV_FALLBACK_WARNING, effective_kv_cache_type
-from ollamapy.runner_protocol import LoadSpec, SplitMode
+from ollamapy.store.gguf import read_gguf
 
 __all__ = [
     "LoadedModel",

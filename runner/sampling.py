@@ -13,8 +13,8 @@ from llama_cpp import llama_cpp as llama_lib
 from llama_cpp._internals import LlamaSampler
 from llama_cpp.llama_grammar import JSON_GBNF, json_schema_to_gbnf
 
+from ollamapy.api.runner_protocol import CompletionRequest
 from ollamapy.errors import InvalidRequest
-from ollamapy.runner_protocol import CompletionRequest
 
 __all__ = ["build_sampler", "grammar_text"]
 

@@ -20,8 +20,7 @@ from typing import Literal, TypeVar
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
-from ollamapy.errors import InvalidRequest
-from ollamapy.runner_protocol import (
+from ollamapy.api.runner_protocol import (
     CompletionChunk,
     CompletionRequest,
     DetokenizeRequest,
@@ -33,6 +32,7 @@ from ollamapy.runner_protocol import (
     TokenizeRequest,
     TokenizeResponse,
 )
+from ollamapy.errors import InvalidRequest
 
 from .engine import ChunkSink, Engine, Ticket
 

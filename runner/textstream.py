@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import codecs
 
-from ollamapy.runner_protocol import Logprob
+from ollamapy.api.runner_protocol import Logprob
 
 __all__ = ["OutputFilter"]
 

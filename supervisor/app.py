@@ -17,20 +17,20 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from ollamapy import envconfig
-from ollamapy.store import ModelStore
+from ollamapy.store.model_store import ModelStore
 from ollamapy.supervisor.app_keys import METRICS, SCHEDULER, STORE
 from ollamapy.supervisor.cors import setup_browser_safety
-from ollamapy.supervisor.http_util import STREAMS, json_response
 from ollamapy.supervisor.lifecycle import StreamTracker
 from ollamapy.supervisor.metrics import Metrics
 from ollamapy.supervisor.middleware import access_middleware, error_middleware
-from ollamapy.supervisor.routes_embed import setup_embed_routes
-from ollamapy.supervisor.routes_inference import setup_inference_routes
-from ollamapy.supervisor.routes_models import setup_model_routes
-from ollamapy.supervisor.routes_anthropic import setup_anthropic_routes
-from ollamapy.supervisor.routes_openai import setup_openai_routes
-from ollamapy.supervisor.routes_registry import setup_registry_routes
-from ollamapy.supervisor.routes_placement import setup_placement_routes
+from ollamapy.supervisor.routes.anthropic import setup_anthropic_routes
+from ollamapy.supervisor.routes.embed import setup_embed_routes
+from ollamapy.supervisor.routes.http_util import STREAMS, json_response
+from ollamapy.supervisor.routes.inference import setup_inference_routes
+from ollamapy.supervisor.routes.models import setup_model_routes
+from ollamapy.supervisor.routes.openai import setup_openai_routes
+from ollamapy.supervisor.routes.placement import setup_placement_routes
+from ollamapy.supervisor.routes.registry import setup_registry_routes
 from ollamapy.supervisor.scheduler import RunnerFactory, Scheduler
 from ollamapy.supervisor.serving import RunnerStarter
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from ollamapy.store import ModelStore
+from ollamapy.store.model_store import ModelStore
 from ollamapy.supervisor.metrics import Metrics
 from ollamapy.supervisor.scheduler import Scheduler
 
-__all__ = ["STORE", "SCHEDULER", "METRICS"]
+__all__ = ["METRICS", "SCHEDULER", "STORE"]
 
 STORE: web.AppKey[ModelStore] = web.AppKey("store", ModelStore)
 SCHEDULER: web.AppKey[Scheduler] = web.AppKey("scheduler", Scheduler)

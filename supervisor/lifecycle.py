@@ -12,7 +12,7 @@ import contextlib
 import logging
 from collections.abc import Iterator
 
-__all__ = ["StreamTracker", "SHUTDOWN_ERROR"]
+__all__ = ["SHUTDOWN_ERROR", "StreamTracker"]
 
 log = logging.getLogger("ollamapy.server")
 

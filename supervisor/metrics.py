@@ -15,7 +15,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from ollamapy.supervisor.gpu_probe import probe_inventory
+from ollamapy.supervisor.placement.gpu_probe import probe_inventory
 
 if TYPE_CHECKING:
     from ollamapy.supervisor.scheduler import Scheduler

@@ -14,9 +14,9 @@ from aiohttp import web
 
 from ollamapy.errors import OllamapyError
 from ollamapy.supervisor.app_keys import METRICS
-from ollamapy.supervisor.http_util import REQUEST_MODEL, REQUEST_TOKENS, json_response
+from ollamapy.supervisor.routes.http_util import REQUEST_MODEL, REQUEST_TOKENS, json_response
 
-__all__ = ["error_middleware", "access_middleware"]
+__all__ = ["access_middleware", "error_middleware"]
 
 log = logging.getLogger("ollamapy.server")
 access_log = logging.getLogger("ollamapy.access")

@@ -1,6 +1,6 @@
 """Prompt rendering and output parsing for one request, wired to a model and its runner.
 
-The library (``ollamapy.prompt``, ``ollamapy.thinking``, ``ollamapy.tool_parser``) is pure;
+The library (``ollamapy.prompt.render``, ``ollamapy.prompt.thinking``, ``ollamapy.prompt.tool_parser``) is pure;
 this module feeds it what a request and a loaded model provide: the model's template and
 layers, its GGUF special tokens, and a token counter backed by the runner's tokenizer.
 """
@@ -13,17 +13,17 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from ollamapy import prompt as prompt_lib
-from ollamapy.api_types import ChatRequest, GenerateRequest
+from ollamapy.api.tools import Tool
+from ollamapy.api.types import ChatRequest, GenerateRequest
 from ollamapy.errors import InvalidRequest, TemplateError
 from ollamapy.gotemplate import Template
-from ollamapy.model import Model
+from ollamapy.prompt import render as prompt_lib
+from ollamapy.prompt.thinking import ThinkingParser, chat_template_thinking_tags, infer_thinking_tags
+from ollamapy.prompt.tool_parser import ToolCallParser, tool_call_tag
+from ollamapy.store.model import Model
 from ollamapy.supervisor.scheduler import LoadedRunner
-from ollamapy.thinking import ThinkingParser, chat_template_thinking_tags, infer_thinking_tags
-from ollamapy.tool_parser import ToolCallParser, tool_call_tag
-from ollamapy.tools_types import Tool
 
-__all__ = ["RenderedPrompt", "render_generate", "render_chat", "OutputParser"]
+__all__ = ["OutputParser", "RenderedPrompt", "render_chat", "render_generate"]
 
 log = logging.getLogger("ollamapy.server")
 

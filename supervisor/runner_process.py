@@ -3,7 +3,7 @@
 ``RunnerProcess`` is the ``RunnerHandle`` of STYLE.md §6: it spawns the child, relays its
 stderr to the ``ollamapy.runner`` logger (prefixed with the model name) while keeping the
 last 8 KB for error messages, waits for the model to load with a stall timeout that any
-sign of progress resets, speaks the runner protocol (``ollamapy.runner_protocol``) over
+sign of progress resets, speaks the runner protocol (``ollamapy.api.runner_protocol``) over
 the child's Unix socket, and always terminates and reaps the child on ``close``.
 
 The child also guards itself: it gets a parent-death signal and watches its stdin pipe,
@@ -31,10 +31,9 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 
 if TYPE_CHECKING:
-    from ollamapy.supervisor.placement import Placement
+    from ollamapy.supervisor.placement.plan import Placement
 
-from ollamapy.errors import InvalidRequest, OllamapyError, RunnerCrashed
-from ollamapy.runner_protocol import (
+from ollamapy.api.runner_protocol import (
     CompletionChunk,
     CompletionRequest,
     DetokenizeRequest,
@@ -46,6 +45,7 @@ from ollamapy.runner_protocol import (
     TokenizeRequest,
     TokenizeResponse,
 )
+from ollamapy.errors import InvalidRequest, OllamapyError, RunnerCrashed
 
 __all__ = ["CRASH_MESSAGE", "STDERR_TAIL_BYTES", "RunnerProcess"]
 

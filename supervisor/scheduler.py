@@ -28,19 +28,19 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from ollamapy.api.options import LoadOptions
 from ollamapy.errors import OllamapyError, QueueFull
-from ollamapy.model import Model
-from ollamapy.options import LoadOptions
+from ollamapy.store.model import Model
 
 __all__ = [
-    "RunnerHandle",
-    "SchedulerObserver",
-    "RunnerFactory",
+    "FOREVER_EXPIRY",
     "LoadRequest",
     "LoadedRunner",
+    "RunnerFactory",
+    "RunnerHandle",
     "Scheduler",
+    "SchedulerObserver",
     "needs_reload",
-    "FOREVER_EXPIRY",
 ]
 
 log = logging.getLogger("ollamapy.scheduler")

@@ -8,7 +8,7 @@ from aiohttp import web
 
 from ollamapy import __version__, envconfig
 from ollamapy.registry import ensure_keypair
-from ollamapy.store import ModelStore
+from ollamapy.store.model_store import ModelStore
 from ollamapy.supervisor.app import create_app
 from ollamapy.supervisor.app_keys import STORE
 

@@ -14,16 +14,16 @@ from pathlib import Path
 from typing import Any
 
 from ollamapy import envconfig
+from ollamapy.api.options import LoadOptions, Options, SamplingOptions
+from ollamapy.api.runner_protocol import LoadSpec
 from ollamapy.errors import OllamapyError
-from ollamapy.model import Model
-from ollamapy.options import LoadOptions, Options, SamplingOptions
-from ollamapy.runner_protocol import LoadSpec
-from ollamapy.supervisor.gpu_probe import probe_inventory
-from ollamapy.supervisor.placement import Placement, placement_for, resolve_num_ctx
+from ollamapy.store.model import Model
+from ollamapy.supervisor.placement.gpu_probe import probe_inventory
+from ollamapy.supervisor.placement.plan import Placement, placement_for, resolve_num_ctx
 from ollamapy.supervisor.runner_process import RunnerProcess
 from ollamapy.supervisor.scheduler import LoadRequest
 
-__all__ = ["PreparedRequest", "prepare_load", "RunnerStarter"]
+__all__ = ["PreparedRequest", "RunnerStarter", "prepare_load"]
 
 log = logging.getLogger("ollamapy.server")
 

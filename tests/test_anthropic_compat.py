@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from ollamapy.anthropic_compat import (
+from ollamapy.compat.anthropic import (
     MessagesRequest,
     MessageStream,
     error_body,

@@ -8,13 +8,13 @@ from typing import Any
 
 import pytest
 
-from ollamapy.capabilities import (
+from ollamapy.store.capabilities import (
     chat_template_capabilities,
     model_capabilities,
     template_capabilities,
 )
-from ollamapy.default_model import GEMMA3_TEMPLATE
-from ollamapy.gguf_meta import read_gguf
+from ollamapy.store.default_model import GEMMA3_TEMPLATE
+from ollamapy.store.gguf import read_gguf
 from ollamapy.testing.tiny_gguf import TinyModelSpec, write_tiny_gguf
 from tests.test_thinking import QWEN3_TEMPLATE
 

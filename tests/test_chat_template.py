@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from ollamapy.api_types import Message
-from ollamapy.chat_template import (
+from ollamapy.api.tools import Tool
+from ollamapy.api.types import Message
+from ollamapy.errors import TemplateError
+from ollamapy.prompt.jinja_template import (
     jinja_messages,
     render_chat_messages,
     render_chat_template,
 )
-from ollamapy.errors import TemplateError
-from ollamapy.tools_types import Tool
 
 # Gemma 3's own chat template (as shipped in its tokenizer_config.json / GGUF).
 GEMMA3_JINJA = """{{ bos_token }}

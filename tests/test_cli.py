@@ -31,8 +31,7 @@ from click.testing import CliRunner, Result
 from test_client import GEMMA_SHOW, FakeOllama, free_port
 
 from ollamapy import __version__
-from ollamapy.cli import main
-from ollamapy.display import (
+from ollamapy.cli.display import (
     ProgressView,
     ResponseWriter,
     format_embedding,
@@ -48,6 +47,7 @@ from ollamapy.display import (
     render_table,
     render_tool_calls,
 )
+from ollamapy.cli.main import main
 
 NOT_RUNNING = "Error: could not connect to ollamapy server, is it running? (start it with 'ollamapy serve')\n"
 
@@ -705,7 +705,7 @@ def test_import_default_prints_the_status(models_dir: Path, monkeypatch: pytest.
         seen.append(store_root)
         return f"imported gemma3:270m into {store_root}"
 
-    monkeypatch.setattr("ollamapy.default_model.import_default_model", fake_import)
+    monkeypatch.setattr("ollamapy.store.default_model.import_default_model", fake_import)
     result = run("import-default")
     assert (result.exit_code, result.stdout, seen) == (0, f"imported gemma3:270m into {models_dir}\n", [models_dir])
 

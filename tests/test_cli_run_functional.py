@@ -290,7 +290,7 @@ class Terminal:
     def wait_for(self, condition: Callable[[], bool], what: str) -> None:
         deadline = time.monotonic() + WAIT
         while not condition():
-            if time.monotonic() > deadline or not self._pump() and not condition():
+            if time.monotonic() > deadline or (not self._pump() and not condition()):
                 raise AssertionError(f"waiting for {what}; the screen:\n{self.text()}")
 
     def at_prompt(self, after: int = -1) -> bool:

@@ -18,8 +18,8 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from ollamapy import client as client_module
-from ollamapy.client import Client, ClientError, ServerUnreachable, StatusError
+from ollamapy.api import client as client_module
+from ollamapy.api.client import Client, ClientError, ServerUnreachable, StatusError
 
 GEMMA_SHOW: dict[str, Any] = {
     "license": "Gemma Terms of Use\n\nLast modified: February 21, 2024\n\nBy using Gemma you agree.",

@@ -24,7 +24,7 @@ from pydantic import BaseModel
 
 from ollamapy.supervisor.app import create_app
 from ollamapy.supervisor.cors import setup_browser_safety
-from ollamapy.supervisor.routes_openai import setup_openai_routes
+from ollamapy.supervisor.routes.openai import setup_openai_routes
 from ollamapy.testing.tiny_gguf import TinyModelSpec, write_tiny_gguf
 
 pytestmark = pytest.mark.serving

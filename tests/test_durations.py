@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from ollamapy.durations import FOREVER, format_go_duration, keep_alive_to_json, parse_go_duration, parse_keep_alive
 from ollamapy.errors import InvalidRequest
+from ollamapy.golang.durations import FOREVER, format_go_duration, keep_alive_to_json, parse_go_duration, parse_keep_alive
 
 NS = 10**9
 

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
-from ollamapy.default_model import import_default_model
+from ollamapy.store.default_model import import_default_model
 from ollamapy.supervisor.app import create_app
 
 pytestmark = pytest.mark.e2e

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from ollamapy import envconfig
-from ollamapy.durations import FOREVER
+from ollamapy.golang.durations import FOREVER
 
 _BUILTIN_ORIGINS = [
     "http://localhost",

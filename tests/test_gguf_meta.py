@@ -13,7 +13,7 @@ import pytest
 from gguf import GGMLQuantizationType, GGUFEndian, GGUFReader, GGUFValueType, GGUFWriter
 
 from ollamapy.errors import InvalidRequest
-from ollamapy.gguf_meta import GGUFInfo, file_type_name, format_parameter_size, read_gguf
+from ollamapy.store.gguf import GGUFInfo, file_type_name, format_parameter_size, read_gguf
 from ollamapy.testing.tiny_gguf import TinyModelSpec, write_tiny_gguf, write_tiny_lora
 
 V = GGUFValueType
@@ -222,7 +222,7 @@ class _CountingFile:
 
 
 def test_multi_gb_file_reads_only_the_header(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import ollamapy.gguf_meta as gguf_meta
+    import ollamapy.store.gguf as gguf_meta
 
     vocab = [f"tok{i}" for i in range(50_000)]
     kvs = [("general.architecture", V.STRING, "llama"), ("tokenizer.ggml.tokens", V.ARRAY, (V.STRING, vocab))]

@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from ollamapy.supervisor import gpu_probe
-from ollamapy.supervisor.gpu_probe import (
+from ollamapy.supervisor.placement import gpu_probe
+from ollamapy.supervisor.placement.gpu_probe import (
     AmdBackend,
     GpuInfo,
     Inventory,

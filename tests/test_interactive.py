@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from ollamapy.cli_run import RunOptions
-from ollamapy.interactive import (
+from ollamapy.cli.interactive import (
     HISTORY_LIMIT,
     OllamaHistory,
     extract_file_data,
     new_create_request,
 )
+from ollamapy.cli.run import RunOptions
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 32
 

@@ -13,16 +13,16 @@ import numpy as np
 import pytest
 from gguf import GGUFWriter
 
-from ollamapy.gguf_meta import read_gguf
 from ollamapy.kv_cache import effective_kv_cache_type
-from ollamapy.testing.tiny_gguf import TinyModelSpec, write_tiny_gguf
-from ollamapy.supervisor.memory_estimate import (
+from ollamapy.store.gguf import read_gguf
+from ollamapy.supervisor.placement.memory_estimate import (
     MIB,
     MINIMUM_MEMORY,
     estimate_memory,
     format_bytes,
     measured_memory,
 )
+from ollamapy.testing.tiny_gguf import TinyModelSpec, write_tiny_gguf
 
 
 def write_gguf(path: Path, arch: str, kv: dict[str, Any], tensors: dict[str, tuple[int, ...]]) -> Path:

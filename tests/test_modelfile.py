@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from ollamapy.errors import InvalidRequest, ParserError
-from ollamapy.modelfile import (
+from ollamapy.store.modelfile import (
     Command,
     Modelfile,
     format_show_modelfile,

@@ -11,8 +11,8 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from ollamapy.errors import InvalidModelName
-from ollamapy.names import ModelName, parse_model_name
-from ollamapy.store import ModelStore
+from ollamapy.store.model_store import ModelStore
+from ollamapy.store.names import ModelName, parse_model_name
 
 PART80 = "8" * 80
 PART350 = "3" * 350

@@ -6,14 +6,13 @@ import base64
 import json
 import re
 import struct
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 from llama_cpp.llama_grammar import json_schema_to_gbnf
 
-from ollamapy.errors import InvalidRequest
-from ollamapy.openai_compat import (
+from ollamapy.compat.openai import (
     ChatCompletionRequest,
     ChatStream,
     CompletionRequest,
@@ -34,10 +33,11 @@ from ollamapy.openai_compat import (
     to_model_list,
     tool_call_schema,
 )
+from ollamapy.errors import InvalidRequest
 
 USER = [{"role": "user", "content": "hi"}]
 CREATED_AT = "2024-07-22T20:47:51.147561Z"
-CREATED = int(datetime(2024, 7, 22, 20, 47, 51, tzinfo=timezone.utc).timestamp())
+CREATED = int(datetime(2024, 7, 22, 20, 47, 51, tzinfo=UTC).timestamp())
 WEATHER = {"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}
 TIME = {"type": "function", "function": {"name": "get_time", "parameters": {"type": "object", "properties": {}}}}
 
@@ -443,7 +443,7 @@ def test_to_embedding_list_float_and_base64() -> None:
 
 
 def test_models() -> None:
-    when = datetime(2024, 1, 2, tzinfo=timezone.utc)
+    when = datetime(2024, 1, 2, tzinfo=UTC)
     assert to_model("tiny:latest", when) == {"id": "tiny:latest", "object": "model", "created": int(when.timestamp()), "owned_by": "library"}
     assert to_model("me/tiny:v1", when)["owned_by"] == "me"
     listed = to_model_list({"models": [{"name": "a:latest", "modified_at": "2024-01-02T00:00:00Z"}]})

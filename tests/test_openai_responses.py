@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
+from ollamapy.compat.openai_responses import ResponsesRequest, ResponsesStream, forced_tool_names, from_responses_request, new_response_ids, to_response
 from ollamapy.errors import InvalidRequest
-from ollamapy.openai_responses import ResponsesRequest, ResponsesStream, forced_tool_names, from_responses_request, new_response_ids, to_response
 
 PNG = base64.b64encode(b"\x89PNG\r\n").decode()
 WEATHER = {"type": "function", "name": "get_weather", "description": "w", "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}

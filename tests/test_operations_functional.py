@@ -19,8 +19,8 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from ollamapy.supervisor.app import create_app
-from ollamapy.testing.api import create_model, free_port
 from ollamapy.supervisor.app_keys import SCHEDULER
+from ollamapy.testing.api import create_model, free_port
 
 pytestmark = pytest.mark.serving
 

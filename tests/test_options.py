@@ -7,8 +7,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from ollamapy.errors import InvalidRequest
-from ollamapy.options import (
+from ollamapy.api.options import (
     DEPRECATED_PARAMETERS,
     OPTION_KINDS,
     LoadOptions,
@@ -21,6 +20,7 @@ from ollamapy.options import (
     go_quote,
     parse_parameter,
 )
+from ollamapy.errors import InvalidRequest
 
 
 def test_defaults_are_ollamas_default_options() -> None:
@@ -145,9 +145,9 @@ def test_unknown_and_deprecated_options_are_reported_not_applied() -> None:
 
 
 def test_deprecated_are_exactly_the_options_llama_cpp_dropped() -> None:
-    assert DEPRECATED_PARAMETERS == {
+    assert {
         "tfs_z", "penalize_newline", "numa", "num_gqa", "low_vram", "f16_kv", "logits_all", "vocab_only",
-    }
+    } == DEPRECATED_PARAMETERS
     assert not DEPRECATED_PARAMETERS & OPTION_KINDS.keys()
     # ollamapy still honours these, unlike current Ollama
     assert {"mirostat", "mirostat_tau", "mirostat_eta", "use_mlock"} <= OPTION_KINDS.keys()

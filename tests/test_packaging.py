@@ -41,7 +41,7 @@ def test_wheel_installs_under_ollamapy_namespace(tmp_path: Path) -> None:
     (site_dir / "deps.pth").write_text(str(Path(aiohttp.__file__).resolve().parent.parent) + "\n")
     subprocess.run([sys.executable, "-m", "pip", "--python", str(py), "install", "-q", "--no-deps", str(wheel)], check=True)
     code = (
-        "import importlib.util, ollamapy.runner, ollamapy.supervisor.app, ollamapy.cli;"
+        "import importlib.util, ollamapy.runner, ollamapy.supervisor.app, ollamapy.cli.main;"
         "assert importlib.util.find_spec('runner') is None and importlib.util.find_spec('supervisor') is None;"
         "print(ollamapy.__file__)"
     )

@@ -35,7 +35,7 @@ INSTALL = PACKAGING / "install.sh"
 BUILD_VENV = PACKAGING / "build-venv.sh"
 UNIT = PACKAGING / "ollamapy.service"
 ENV_FILE = PACKAGING / "ollamapy.env"
-DOCKERFILES = {"cuda": PACKAGING / "Dockerfile.cuda", "rocm": PACKAGING / "Dockerfile.rocm"}
+DOCKERFILES = {"cuda": ROOT / "Dockerfile.cuda", "rocm": ROOT / "Dockerfile.rocm"}
 BACKEND_FLAG = {"cuda": "-DGGML_CUDA=on", "rocm": "-DGGML_HIP=on", "cpu": None}
 
 # One program answering to every faked command name (by the name it was called as): it logs

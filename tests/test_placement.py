@@ -17,19 +17,19 @@ from typing import Any
 
 import pytest
 
+from ollamapy.api.options import LoadOptions
+from ollamapy.api.runner_protocol import LoadSpec
 from ollamapy.errors import InvalidRequest, OllamapyError
-from ollamapy.gguf_meta import read_gguf
-from ollamapy.options import LoadOptions
-from ollamapy.runner_protocol import LoadSpec
-from ollamapy.testing.tiny_gguf import TinyModelSpec, write_tiny_gguf
-from ollamapy.supervisor.gpu_probe import GpuInfo, Inventory, SystemMemory
-from ollamapy.supervisor.memory_estimate import MINIMUM_MEMORY, MemoryEstimate
-from ollamapy.supervisor.placement import (
+from ollamapy.store.gguf import read_gguf
+from ollamapy.supervisor.placement.gpu_probe import GpuInfo, Inventory, SystemMemory
+from ollamapy.supervisor.placement.memory_estimate import MINIMUM_MEMORY, MemoryEstimate
+from ollamapy.supervisor.placement.plan import (
     default_num_ctx,
     placement_for,
     plan_placement,
     processor_label,
 )
+from ollamapy.testing.tiny_gguf import TinyModelSpec, write_tiny_gguf
 
 MIB = 1 << 20
 GIB = 1 << 30

@@ -7,10 +7,10 @@ import json
 
 import pytest
 
-from ollamapy.api_types import Message
-from ollamapy.default_model import GEMMA3_TEMPLATE
+from ollamapy.api.tools import Tool
+from ollamapy.api.types import Message
 from ollamapy.errors import InvalidRequest, OllamapyError, TemplateError
-from ollamapy.prompt import (
+from ollamapy.prompt.render import (
     PROMPT_TOO_LONG,
     PromptTemplate,
     collate,
@@ -20,7 +20,7 @@ from ollamapy.prompt import (
     render_chat,
     render_generate,
 )
-from ollamapy.tools_types import Tool
+from ollamapy.store.default_model import GEMMA3_TEMPLATE
 from tests.test_chat_template import GEMMA3_JINJA
 
 S = "You are a helpful assistant."

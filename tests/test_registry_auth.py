@@ -16,7 +16,6 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import load_ssh_public_key
 
-from ollamapy.names import ModelName
 from ollamapy.registry import (
     RegistryClient,
     RegistryError,
@@ -25,6 +24,7 @@ from ollamapy.registry import (
 )
 from ollamapy.registry.auth import Challenge, parse_challenge, sign, token_request
 from ollamapy.registry.urls import add_query
+from ollamapy.store.names import ModelName
 
 pytestmark = pytest.mark.registry
 

@@ -35,11 +35,11 @@ from aiohttp.test_utils import TestClient
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import load_ssh_public_key
-from ollamapy.testing.api import free_port
-from ollamapy.supervisor.app import create_app
-from ollamapy.supervisor.routes_registry import setup_registry_routes
 
 from ollamapy.registry import TransferSettings, ensure_keypair
+from ollamapy.supervisor.app import create_app
+from ollamapy.supervisor.routes.registry import setup_registry_routes
+from ollamapy.testing.api import free_port
 
 pytestmark = pytest.mark.registry
 
@@ -79,7 +79,7 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         f"storage:\n  filesystem:\n    rootdirectory: {root / 'data'}\n  delete:\n    enabled: true\n"
         f"http:\n  addr: 127.0.0.1:{port}\n"
     )
-    log = open(root / "registry.log", "wb")  # noqa: SIM115 - closed below
+    log = open(root / "registry.log", "wb")
     process = subprocess.Popen([REGISTRY_BIN, "serve", str(config)], stdout=log, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 20

@@ -232,8 +232,7 @@ async def test_create_with_adapter(client: TestClient, models_dir: Path, tiny_gg
 
 
 async def test_interrupted_create_leaves_no_manifest(client: TestClient, models_dir: Path, tiny_gguf: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from ollamapy import store as st
-
+    from ollamapy.store import model_store as st
     def boom(self: st.ModelStore, name: Any, manifest: Any) -> None:
         raise OSError("disk full")
 
@@ -390,7 +389,7 @@ async def test_ollama_laid_out_store_is_listed_and_shown(client: TestClient, mod
 
 @pytest.mark.e2e
 async def test_default_model_import_on_gemma(client: TestClient, models_dir: Path) -> None:
-    from ollamapy.default_model import import_default_model
+    from ollamapy.store.default_model import import_default_model
 
     assert import_default_model(models_dir).startswith("imported gemma3:270m")
     assert "already" in import_default_model(models_dir)

@@ -15,12 +15,12 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from click.testing import CliRunner, Result
 
-from ollamapy.cli_plan import plan_command
-from ollamapy.gguf_meta import read_gguf
-from ollamapy.supervisor import routes_placement
+from ollamapy.cli.plan import plan_command
+from ollamapy.store.gguf import read_gguf
 from ollamapy.supervisor.app import create_app
-from ollamapy.supervisor.gpu_probe import GpuInfo, Inventory, SystemMemory
-from ollamapy.supervisor.memory_estimate import estimate_memory
+from ollamapy.supervisor.placement.gpu_probe import GpuInfo, Inventory, SystemMemory
+from ollamapy.supervisor.placement.memory_estimate import estimate_memory
+from ollamapy.supervisor.routes import placement as routes_placement
 
 GIB = 1 << 30
 

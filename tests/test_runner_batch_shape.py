@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 from llama_cpp import llama_cpp as llama_lib
 
+from ollamapy.api.runner_protocol import CompletionChunk, CompletionRequest, LoadSpec
 from ollamapy.runner import engine as engine_module
 from ollamapy.runner.engine import BatchEngine
-from ollamapy.runner_protocol import CompletionChunk, CompletionRequest, LoadSpec
 
 pytestmark = [pytest.mark.serving]
 

@@ -16,14 +16,14 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 
-from ollamapy.model import Model
-from ollamapy.names import ModelName
-from ollamapy.options import Options
-from ollamapy.runner_protocol import CompletionChunk, CompletionRequest, LoadSpec
-from ollamapy.store import Layer, Manifest
+from ollamapy.api.options import Options
+from ollamapy.api.runner_protocol import CompletionChunk, CompletionRequest, LoadSpec
+from ollamapy.store.model import Model
+from ollamapy.store.model_store import Layer, Manifest
+from ollamapy.store.names import ModelName
 from ollamapy.supervisor import serving
-from ollamapy.supervisor.gpu_probe import Inventory, SystemMemory
-from ollamapy.supervisor.placement import estimate_for
+from ollamapy.supervisor.placement.gpu_probe import Inventory, SystemMemory
+from ollamapy.supervisor.placement.plan import estimate_for
 from ollamapy.supervisor.runner_process import RunnerProcess
 from ollamapy.testing.tiny_gguf import TinyModelSpec, write_tiny_gguf
 

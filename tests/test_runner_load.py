@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from llama_cpp import llama_cpp as llama_lib
 
+from ollamapy.api.runner_protocol import LoadSpec
 from ollamapy.runner.load import context_params, default_threads, model_params
-from ollamapy.runner_protocol import LoadSpec
 from ollamapy.testing.tiny_gguf import TinyModelSpec, write_tiny_gguf
 
 

@@ -21,8 +21,8 @@ import psutil
 import pytest
 import pytest_asyncio
 
+from ollamapy.api.runner_protocol import CompletionChunk, CompletionRequest, LoadSpec
 from ollamapy.errors import InvalidRequest, OllamapyError, RunnerCrashed
-from ollamapy.runner_protocol import CompletionChunk, CompletionRequest, LoadSpec
 from ollamapy.supervisor.runner_process import CRASH_MESSAGE, RunnerProcess
 from ollamapy.testing.tiny_gguf import write_tiny_lora
 
@@ -142,7 +142,7 @@ async def test_runner_exits_when_its_stdin_lifeline_closes(tiny_gguf: Path, tmp_
 async def test_runner_dies_when_the_front_process_is_sigkilled(tiny_gguf: Path) -> None:
     parent_code = (
         "import asyncio, sys\n"
-        "from ollamapy.runner_protocol import LoadSpec\n"
+        "from ollamapy.api.runner_protocol import LoadSpec\n"
         "from ollamapy.supervisor.runner_process import RunnerProcess\n"
         "async def main():\n"
         "    runner = await RunnerProcess.start(LoadSpec(model_path=sys.argv[1], num_ctx=256), model_name='t')\n"

@@ -8,7 +8,7 @@ import sys
 import pytest
 from pydantic import ValidationError
 
-from ollamapy.runner_protocol import CompletionChunk, CompletionRequest, LoadSpec
+from ollamapy.api.runner_protocol import CompletionChunk, CompletionRequest, LoadSpec
 
 
 def test_completion_request_needs_exactly_one_prompt_form() -> None:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from ollamapy.api.runner_protocol import Logprob
 from ollamapy.runner.textstream import OutputFilter
-from ollamapy.runner_protocol import Logprob
 
 
 def run(pieces: list[bytes], stops: list[str]) -> tuple[list[str], bool]:

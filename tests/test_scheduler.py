@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import math
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
+from ollamapy.api.options import LoadOptions
 from ollamapy.errors import QueueFull
-from ollamapy.model import Model
-from ollamapy.names import ModelName
-from ollamapy.options import LoadOptions
-from ollamapy.store import MEDIA_TYPE_CONFIG, Layer, Manifest
+from ollamapy.store.model import Model
+from ollamapy.store.model_store import MEDIA_TYPE_CONFIG, Layer, Manifest
+from ollamapy.store.names import ModelName
 from ollamapy.supervisor.scheduler import LoadRequest, Scheduler, needs_reload
 
 
@@ -56,7 +56,7 @@ def make_model(name: str) -> Model:
         manifest=Manifest(config=config, layers=[]),
         config={},
         digest=name,
-        modified_at=datetime.now(timezone.utc),
+        modified_at=datetime.now(UTC),
         model_path=Path(f"/models/{name}.gguf"),
     )
 
@@ -179,9 +179,8 @@ async def test_parallel_slots_serve_concurrently() -> None:
     factory = Factory()
     scheduler = Scheduler(factory)
     request = req("a", parallel=2)
-    async with scheduler.lease(request, None):
-        async with scheduler.lease(request, None):
-            assert scheduler.loaded()[0].ref_count == 2
+    async with scheduler.lease(request, None), scheduler.lease(request, None):
+        assert scheduler.loaded()[0].ref_count == 2
 
 
 async def test_dead_runner_is_replaced_on_next_request() -> None:

@@ -15,8 +15,7 @@ from pathlib import Path
 import pytest
 
 from ollamapy.errors import BlobNotFound, InvalidDigest, InvalidModelName, InvalidRequest, ModelNotFound, OllamapyError
-from ollamapy.names import ModelName
-from ollamapy.store import (
+from ollamapy.store.model_store import (
     MEDIA_TYPE_CONFIG,
     MEDIA_TYPE_MODEL,
     MEDIA_TYPE_PARAMS,
@@ -27,6 +26,7 @@ from ollamapy.store import (
     ModelStore,
     encode_json,
 )
+from ollamapy.store.names import ModelName
 
 HOUR = 3600.0
 

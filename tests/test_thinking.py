@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from ollamapy.gotemplate import Template
-from ollamapy.thinking import (
+from ollamapy.prompt.thinking import (
     ThinkingParser,
     ThinkingState,
     chat_template_thinking_tags,

@@ -6,17 +6,17 @@ import re
 
 import pytest
 
-from ollamapy.api_types import Message, ToolCall
+from ollamapy.api.tools import Tool
+from ollamapy.api.types import Message, ToolCall
 from ollamapy.gotemplate import Template
-from ollamapy.prompt import PromptTemplate, render_chat
-from ollamapy.tool_parser import (
+from ollamapy.prompt.render import PromptTemplate, render_chat
+from ollamapy.prompt.tool_parser import (
     ToolCallParser,
     chat_template_tool_tag,
     parse_tool_calls,
     tool_call_id,
     tool_call_tag,
 )
-from ollamapy.tools_types import Tool
 
 
 def _tool(name: str, *props: str) -> Tool:

@@ -562,7 +562,7 @@ class _Printer:
             c = body[i]
             if c == ".":
                 has_point = True
-            elif c in "pP" or c in "eE" and verb not in "xX":
+            elif c in "pP" or (c in "eE" and verb not in "xX"):
                 tail = body[i:]
                 body = body[:i]
                 break

@@ -27,9 +27,9 @@ from yarl import URL
 
 from ollamapy import envconfig
 from ollamapy.errors import OllamapyError
-from ollamapy.names import ModelName
 from ollamapy.registry.auth import parse_challenge, token_request
 from ollamapy.registry.urls import netloc
+from ollamapy.store.names import ModelName
 
 __all__ = [
     "Body",

@@ -49,7 +49,7 @@ from ollamapy.registry.transfer import (
     watch,
 )
 from ollamapy.registry.urls import hostname, resolve
-from ollamapy.store import Layer, ModelStore, encode_json
+from ollamapy.store.model_store import Layer, ModelStore, encode_json
 
 __all__ = ["BlobDownload", "DigestMismatch", "Downloads"]
 

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import aiohttp
 
-from ollamapy.names import ModelName
 from ollamapy.registry.client import RegistryClient, new_session
 from ollamapy.registry.download import Downloads
 from ollamapy.registry.transfer import TransferSettings
+from ollamapy.store.names import ModelName
 
 __all__ = ["TransferManager"]
 

@@ -22,11 +22,11 @@ import aiohttp
 
 from ollamapy import envconfig
 from ollamapy.errors import InvalidDigest, OllamapyError
-from ollamapy.names import ModelName
 from ollamapy.registry.client import RegistryClient, RegistryError
 from ollamapy.registry.manager import TransferManager
 from ollamapy.registry.transfer import progress_event
-from ollamapy.store import MEDIA_TYPE_MANIFEST, Layer, Manifest, ModelStore
+from ollamapy.store.model_store import MEDIA_TYPE_MANIFEST, Layer, Manifest, ModelStore
+from ollamapy.store.names import ModelName
 
 __all__ = ["manifest_layers", "pull_model", "remove_unused_blobs"]
 

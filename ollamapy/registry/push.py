@@ -16,13 +16,13 @@ from typing import Any
 
 from ollamapy import envconfig
 from ollamapy.errors import OllamapyError
-from ollamapy.names import ModelName
 from ollamapy.registry.client import RegistryError
 from ollamapy.registry.manager import TransferManager
 from ollamapy.registry.pull import manifest_layers
 from ollamapy.registry.transfer import progress_event
 from ollamapy.registry.upload import upload_blob
-from ollamapy.store import MEDIA_TYPE_MANIFEST, Manifest, ModelStore
+from ollamapy.store.model_store import MEDIA_TYPE_MANIFEST, Manifest, ModelStore
+from ollamapy.store.names import ModelName
 
 __all__ = ["push_model"]
 

@@ -12,7 +12,7 @@ from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from ollamapy.api_types import ProgressResponse
+from ollamapy.api.types import ProgressResponse
 from ollamapy.errors import OllamapyError
 
 __all__ = ["TransferSettings", "gather_all", "jittered", "progress_event", "watch"]

@@ -22,7 +22,6 @@ from typing import Any
 import aiohttp
 
 from ollamapy.errors import OllamapyError
-from ollamapy.names import ModelName
 from ollamapy.registry.client import RegistryClient, RegistryError, RegistryNotFound
 from ollamapy.registry.transfer import (
     TransferSettings,
@@ -31,7 +30,8 @@ from ollamapy.registry.transfer import (
     watch,
 )
 from ollamapy.registry.urls import add_query, resolve
-from ollamapy.store import Layer, ModelStore
+from ollamapy.store.model_store import Layer, ModelStore
+from ollamapy.store.names import ModelName
 
 __all__ = ["BlobUpload", "upload_blob"]
 

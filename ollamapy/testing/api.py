@@ -8,7 +8,7 @@ import socket
 from pathlib import Path
 from typing import Any, Protocol
 
-__all__ = ["free_port", "file_digest", "upload_blob", "create_model", "generated_tokens_settle"]
+__all__ = ["create_model", "file_digest", "free_port", "generated_tokens_settle", "upload_blob"]
 
 
 class _Poster(Protocol):

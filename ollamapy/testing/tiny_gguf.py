@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 from gguf import GGMLQuantizationType, GGUFWriter, LlamaFileType, PoolingType, TokenType
 
-__all__ = ["TinyModelSpec", "write_tiny_gguf", "write_tiny_lora", "NORMAL_PIECES"]
+__all__ = ["NORMAL_PIECES", "TinyModelSpec", "write_tiny_gguf", "write_tiny_lora"]
 
 NORMAL_PIECES = ["▁the", "▁sky", "▁is", "▁blue", "▁hello", "▁world", "▁a", "▁an", "▁and", "."]
 

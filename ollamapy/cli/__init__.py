@@ -1,0 +1,1 @@
+"""The ``ollamapy`` command line: verbs, the interactive chat, and Ollama's output formats."""

@@ -1,0 +1,1 @@
+"""Go's formatting and parsing rules that Ollama's wire formats inherit (durations, quoting, numbers)."""

@@ -1,0 +1,75 @@
+"""What a model can do, from its config, GGUF header and template (spec §9.4).
+
+``completion``/``embedding``/``vision``/``audio`` come from the GGUF (and a vision
+projector); ``tools``, ``insert`` and ``thinking`` from the template the model is
+rendered with: its Go TEMPLATE (uses ``.Tools``; uses ``.Suffix``; thinking tags
+inferable around ``.Thinking``) or, for a model without one, its GGUF chat template
+(mentions ``tools``/``tool_call``; renders a known pair of reasoning tags). The list is
+in the order Ollama builds it, which ``/api/show`` reports.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from ollamapy.errors import TemplateError
+from ollamapy.prompt.render import PromptTemplate
+from ollamapy.prompt.thinking import chat_template_thinking_tags, infer_thinking_tags
+
+if TYPE_CHECKING:
+    from ollamapy.store.model import Model
+
+__all__ = ["chat_template_capabilities", "model_capabilities", "template_capabilities"]
+
+
+def template_capabilities(template_text: str | None) -> list[str]:
+    """Capabilities a Go template implies; an unparsable template implies none."""
+    if not template_text:
+        return []
+    try:
+        template = PromptTemplate.parse(template_text)
+    except TemplateError:
+        return []
+    caps = []
+    if "tools" in template.vars:
+        caps.append("tools")
+    if "suffix" in template.vars:
+        caps.append("insert")
+    if infer_thinking_tags(template.template) is not None:
+        caps.append("thinking")
+    return caps
+
+
+def chat_template_capabilities(chat_template: str | None) -> list[str]:
+    """Capabilities a GGUF (Jinja) chat template implies, by what its text mentions."""
+    if not chat_template:
+        return []
+    caps = []
+    if "tools" in chat_template or "tool_call" in chat_template:
+        caps.append("tools")
+    if chat_template_thinking_tags(chat_template) is not None:
+        caps.append("thinking")
+    return caps
+
+
+def model_capabilities(model: Model) -> list[str]:
+    """The capabilities ``/api/show`` lists and requests are checked against."""
+    caps: list[str] = []
+
+    def add(found: list[str]) -> None:
+        caps.extend(c for c in found if c not in caps)
+
+    add([str(c) for c in model.config.get("capabilities") or []])
+    gguf = model.gguf
+    if gguf is not None:
+        if not model.template:
+            add(chat_template_capabilities(gguf.chat_template))
+        add(gguf.capabilities())
+        if gguf.arch_kv("audio.block_count") is not None:
+            add(["audio"])
+    if model.projector_paths:
+        add(["vision"])
+    add(template_capabilities(model.template))
+    if model.config.get("model_family") in ("gptoss", "gpt-oss"):
+        add(["thinking"])
+    return caps

@@ -1,0 +1,1 @@
+"""The HTTP handlers, one module per endpoint family, and the request/stream plumbing they share."""

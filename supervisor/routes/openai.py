@@ -1,0 +1,138 @@
+"""``/v1/*``: the OpenAI-compatible API over the native core (spec §1.6).
+
+Each handler decodes an OpenAI body, converts it with ``ollamapy.compat.openai``, runs the
+same core ``/api/chat``, ``/api/generate`` and ``/api/embed`` run, and converts the answer
+back. Every error leaves in OpenAI's shape (``{"error": {"message", "type", …}}``), never
+the native ``{"error": "…"}``: before the first byte as a real status, after it as a
+``data: {"error": …}`` event, which the openai client raises as ``APIError``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from typing import Any, TypeVar
+
+from aiohttp import web
+from pydantic import BaseModel
+
+from ollamapy.compat.openai import (
+    ChatCompletionRequest,
+    ChatStream,
+    CompletionRequest,
+    CompletionStream,
+    EmbeddingRequest,
+    error_body,
+    force_tool_call,
+    forced_tool_names,
+    from_chat_request,
+    from_completion_request,
+    from_embedding_request,
+    new_id,
+    to_chat_completion,
+    to_completion,
+    to_embedding_list,
+    to_model,
+    to_model_list,
+)
+from ollamapy.compat.openai_responses import ResponsesRequest, ResponsesStream, from_responses_request, new_response_ids, to_response
+from ollamapy.compat.openai_responses import forced_tool_names as forced_response_tools
+from ollamapy.errors import InvalidRequest
+from ollamapy.supervisor.app_keys import STORE
+from ollamapy.supervisor.routes.compat_http import SSEStream, answer_errors_as, named_event
+from ollamapy.supervisor.routes.embed import run_embed
+from ollamapy.supervisor.routes.http_util import json_response, read_request
+from ollamapy.supervisor.routes.inference import NativeResult, start_chat, start_generate
+from ollamapy.supervisor.routes.models import find_model, list_models
+
+__all__ = ["setup_openai_routes"]
+
+RequestT = TypeVar("RequestT", bound=BaseModel)
+
+
+async def _decode(request: web.Request, model: type[RequestT]) -> RequestT:
+    """The JSON body as ``model``; an empty body is Go's ``EOF``."""
+    return await read_request(request, model, empty_message="EOF")
+
+
+def _sse(payload: dict[str, Any]) -> bytes:
+    return b"data: " + json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode() + b"\n\n"
+
+
+_openai_errors = answer_errors_as(error_body)
+_SSE = SSEStream(_sse, error_body, end=b"data: [DONE]\n\n")
+
+
+async def _collect(result: NativeResult) -> dict[str, Any]:
+    """The whole native answer of a started request (``stream: false``)."""
+    if result.single is not None:
+        return result.single
+    assert result.events is not None and result.collect is not None
+    return result.collect([event async for event in result.events])
+
+
+@_openai_errors
+async def chat_completions_handler(request: web.Request) -> web.StreamResponse:
+    req = await _decode(request, ChatCompletionRequest)
+    if not req.messages:
+        raise InvalidRequest("[] is too short - 'messages'")
+    forced = forced_tool_names(req)
+    result = await start_chat(request.app, from_chat_request(req))
+    completion_id = new_id("chatcmpl")
+    if req.stream and result.events is not None:
+        stream = ChatStream(completion_id, int(time.time()), include_usage=req.include_usage, forced_tools=forced)
+        return await _SSE.respond(request, result.events, stream.feed)
+    return json_response(to_chat_completion(completion_id, force_tool_call(await _collect(result), forced)))
+
+
+@_openai_errors
+async def responses_handler(request: web.Request) -> web.StreamResponse:
+    req = await _decode(request, ResponsesRequest)
+    forced = forced_response_tools(req)
+    result = await start_chat(request.app, from_responses_request(req))
+    response_id, item_id = new_response_ids()
+    if req.stream and result.events is not None:
+        stream = ResponsesStream(response_id, item_id, req, forced_tools=forced)
+        return await SSEStream(named_event, stream.error_event).respond(request, result.events, stream.feed)
+    return json_response(to_response(response_id, item_id, force_tool_call(await _collect(result), forced), req))
+
+
+@_openai_errors
+async def completions_handler(request: web.Request) -> web.StreamResponse:
+    req = await _decode(request, CompletionRequest)
+    result = await start_generate(request.app, from_completion_request(req))
+    completion_id = new_id("cmpl")
+    if req.stream and result.events is not None:
+        stream = CompletionStream(completion_id, int(time.time()), include_usage=req.include_usage)
+        return await _SSE.respond(request, result.events, stream.feed)
+    return json_response(to_completion(completion_id, await _collect(result)))
+
+
+@_openai_errors
+async def embeddings_handler(request: web.Request) -> web.StreamResponse:
+    req = await _decode(request, EmbeddingRequest)
+    native = await run_embed(request.app, from_embedding_request(req))
+    return json_response(to_embedding_list(req.model, native, req.encoding_format))
+
+
+@_openai_errors
+async def list_models_handler(request: web.Request) -> web.StreamResponse:
+    return json_response(to_model_list(await asyncio.to_thread(list_models, request.app[STORE])))
+
+
+@_openai_errors
+async def retrieve_model_handler(request: web.Request) -> web.StreamResponse:
+    name = request.match_info["model"]
+    model = await asyncio.to_thread(find_model, request.app[STORE], name)
+    return json_response(to_model(name, model.modified_at))
+
+
+def setup_openai_routes(app: web.Application) -> None:
+    """Register ``/v1/*``; a model id may contain ``/`` (``library/tiny:latest``)."""
+    app.router.add_post("/v1/chat/completions", chat_completions_handler)
+    app.router.add_post("/v1/completions", completions_handler)
+    app.router.add_post("/v1/responses", responses_handler)
+    app.router.add_post("/v1/embeddings", embeddings_handler)
+    app.router.add_get("/v1/models", list_models_handler)
+    app.router.add_get("/v1/models/{model:.+}", retrieve_model_handler)
