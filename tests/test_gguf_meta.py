@@ -13,7 +13,7 @@ import pytest
 from gguf import GGMLQuantizationType, GGUFEndian, GGUFReader, GGUFValueType, GGUFWriter
 
 from ollamapy.errors import InvalidRequest
-from ollamapy.store.gguf import GGUFInfo, file_type_name, format_parameter_size, read_gguf
+from ollamapy.store.gguf import QUANTIZE_FILE_TYPES, GGUFInfo, file_type_name, format_parameter_size, read_gguf
 from ollamapy.testing.tiny_gguf import TinyModelSpec, write_tiny_gguf, write_tiny_lora
 
 V = GGUFValueType
@@ -502,3 +502,11 @@ def test_unknown_tensor_type(tmp_path: Path) -> None:
     data[type_at : type_at + 4] = struct.pack("<I", 200)
     with pytest.raises(InvalidRequest, match="unknown type 200"):
         read_gguf(_write(tmp_path, "u.gguf", bytes(data)))
+
+
+def test_quantize_levels_are_llama_cpps_file_types() -> None:
+    """The store checks ``--quantize`` and the runner quantizes with this one table."""
+    llama_cpp = pytest.importorskip("llama_cpp")
+    for level, file_type in QUANTIZE_FILE_TYPES.items():
+        assert file_type.value == getattr(llama_cpp, "LLAMA_FTYPE_MOSTLY_" + level.upper())
+        assert file_type_name(file_type.value) == level.upper()

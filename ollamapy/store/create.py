@@ -27,7 +27,7 @@ from ollamapy.errors import InvalidRequest, ModelNotFound, OllamapyError, Templa
 from ollamapy.prompt.render import PromptTemplate
 from ollamapy.store import model_store as st
 from ollamapy.store import modelfile as mf
-from ollamapy.store.gguf import GGUFInfo, format_parameter_size, read_gguf
+from ollamapy.store.gguf import QUANTIZE_FILE_TYPES, GGUFInfo, format_parameter_size, read_gguf
 from ollamapy.store.model import load_model
 from ollamapy.store.names import ModelName
 
@@ -147,9 +147,7 @@ def prepare_create(store: st.ModelStore, req: CreateRequest) -> CreateJob:
 
 
 def _check_quantizable(store: st.ModelStore, job: CreateJob) -> None:
-    from ollamapy.runner.quantize import FILE_TYPES
-
-    if job.quantize.lower() not in FILE_TYPES:
+    if job.quantize.lower() not in QUANTIZE_FILE_TYPES:
         raise InvalidRequest(f"unsupported quantization type {job.quantize}")
     if job.files:
         infos = [read_gguf(store.blob_path(d)) for d in job.files.values()]

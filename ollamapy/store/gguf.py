@@ -32,7 +32,7 @@ from gguf import GGML_QUANT_SIZES, GGMLQuantizationType, LlamaFileType
 
 from ollamapy.errors import InvalidRequest
 
-__all__ = ["GGUFInfo", "TensorInfo", "file_type_name", "format_parameter_size", "read_gguf"]
+__all__ = ["QUANTIZE_FILE_TYPES", "GGUFInfo", "TensorInfo", "file_type_name", "format_parameter_size", "read_gguf"]
 
 _MAGIC = b"GGUF"
 _SUPPORTED_VERSIONS = (2, 3)
@@ -86,6 +86,27 @@ _FILE_TYPE_NAMES = _file_type_names()
 def file_type_name(file_type: int) -> str:
     """The quantization level Ollama shows for a ``general.file_type`` value (``unknown`` if none)."""
     return _FILE_TYPE_NAMES.get(file_type, "unknown")
+
+
+QUANTIZE_FILE_TYPES: dict[str, LlamaFileType] = {
+    "q4_0": LlamaFileType.MOSTLY_Q4_0,
+    "q4_1": LlamaFileType.MOSTLY_Q4_1,
+    "q5_0": LlamaFileType.MOSTLY_Q5_0,
+    "q5_1": LlamaFileType.MOSTLY_Q5_1,
+    "q8_0": LlamaFileType.MOSTLY_Q8_0,
+    "q2_k": LlamaFileType.MOSTLY_Q2_K,
+    "q3_k_s": LlamaFileType.MOSTLY_Q3_K_S,
+    "q3_k_m": LlamaFileType.MOSTLY_Q3_K_M,
+    "q3_k_l": LlamaFileType.MOSTLY_Q3_K_L,
+    "q4_k_s": LlamaFileType.MOSTLY_Q4_K_S,
+    "q4_k_m": LlamaFileType.MOSTLY_Q4_K_M,
+    "q5_k_s": LlamaFileType.MOSTLY_Q5_K_S,
+    "q5_k_m": LlamaFileType.MOSTLY_Q5_K_M,
+    "q6_k": LlamaFileType.MOSTLY_Q6_K,
+}
+"""The levels ``create --quantize`` accepts (Ollama's names, matched lower-cased) and the
+file type each produces. The values are llama.cpp's ``llama_ftype`` numbers, so the store
+validates a request and the runner quantizes from this one table."""
 
 
 def _file_type_for_tensor_type(ggml_type: int) -> str:
