@@ -6,20 +6,37 @@ rendered with: its Go TEMPLATE (uses ``.Tools``; uses ``.Suffix``; thinking tags
 inferable around ``.Thinking``) or, for a model without one, its GGUF chat template
 (mentions ``tools``/``tool_call``; renders a known pair of reasoning tags). The list is
 in the order Ollama builds it, which ``/api/show`` reports.
+
+The inputs are described by :class:`CapabilitySource` rather than the store's ``Model``,
+so this module does not depend on the one that calls it.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Protocol
 
 from ollamapy.errors import TemplateError
 from ollamapy.prompt.render import PromptTemplate
 from ollamapy.prompt.thinking import chat_template_thinking_tags, infer_thinking_tags
+from ollamapy.store.gguf import GGUFInfo
 
-if TYPE_CHECKING:
-    from ollamapy.store.model import Model
+__all__ = ["CapabilitySource", "chat_template_capabilities", "model_capabilities", "template_capabilities"]
 
-__all__ = ["chat_template_capabilities", "model_capabilities", "template_capabilities"]
+
+class CapabilitySource(Protocol):
+    """What capabilities are computed from: a stored model's config blob, GGUF header,
+    Go template and projectors (``ollamapy.store.model.Model`` has these fields)."""
+
+    @property
+    def config(self) -> Mapping[str, Any]: ...
+    @property
+    def gguf(self) -> GGUFInfo | None: ...
+    @property
+    def template(self) -> str | None: ...
+    @property
+    def projector_paths(self) -> Sequence[Path]: ...
 
 
 def template_capabilities(template_text: str | None) -> list[str]:
@@ -52,7 +69,7 @@ def chat_template_capabilities(chat_template: str | None) -> list[str]:
     return caps
 
 
-def model_capabilities(model: Model) -> list[str]:
+def model_capabilities(model: CapabilitySource) -> list[str]:
     """The capabilities ``/api/show`` lists and requests are checked against."""
     caps: list[str] = []
 
