@@ -3,8 +3,6 @@ the runner's context, so ``/api/ps`` reports what llama.cpp allocates."""
 
 from __future__ import annotations
 
-from typing import cast
-
 from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
 
 from ollamapy.api.runner_protocol import KvCacheType
@@ -31,7 +29,7 @@ def effective_kv_cache_type(requested: str, flash_attention: bool, info: GGUFInf
     value sizes are whole blocks of the type (llama.cpp refuses the context otherwise);
     the load falls back to f16 instead of failing.
     """
-    kv_type = cast(KvCacheType, requested) if requested in KV_CACHE_TYPES else "f16"
+    kv_type: KvCacheType = requested if requested in KV_CACHE_TYPES else "f16"
     if kv_type == "f16" or not flash_attention:
         return "f16"
     block = GGML_QUANT_SIZES[KV_CACHE_TYPES[kv_type]][0]

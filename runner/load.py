@@ -182,12 +182,13 @@ class LoadedModel:
     adapters: list[Any]
 
     def close(self) -> None:
+        """Free the context, then the model; the handles become NULL, so a second close is a no-op."""
         if self.ctx:
             llama_lib.llama_free(self.ctx)
-            self.ctx = None
+            self.ctx = llama_lib.llama_context_p(0)
         if self.model:
             llama_lib.llama_model_free(self.model)
-            self.model = None
+            self.model = llama_lib.llama_model_p(0)
 
 
 def load_model(spec: LoadSpec, progress: Callable[[float], bool]) -> LoadedModel:

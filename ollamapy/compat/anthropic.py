@@ -222,7 +222,10 @@ def _messages(req: MessagesRequest) -> list[Message]:
     names: dict[str, str] = {}
     for param in req.messages:
         role = param.role.lower()
-        text, images, calls, thinking, results = "", [], [], "", []
+        text, thinking = "", ""
+        images: list[str] = []
+        calls: list[ToolCall] = []
+        results: list[Message] = []
         for block in param.content:
             if block.type == "text":
                 text += block.text or ""

@@ -15,9 +15,9 @@ import asyncio
 import hashlib
 import logging
 import os
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from contextlib import aclosing
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 
@@ -39,6 +39,7 @@ log = logging.getLogger("ollamapy.registry")
 
 _CHUNK = 1 << 20
 _RETRYABLE = (aiohttp.ClientError, TimeoutError, OllamapyError, OSError)
+_T = TypeVar("_T")
 
 
 def _location(response: aiohttp.ClientResponse, base: str) -> str:
@@ -127,7 +128,7 @@ class BlobUpload:
         etag = f"{hashlib.md5(b''.join(md5s)).hexdigest()}-{len(parts)}"
         await self._commit(client, add_query(location, [("digest", self.digest), ("etag", etag)]))
 
-    async def _retrying(self, what: str, attempt: Any) -> Any:
+    async def _retrying(self, what: str, attempt: Callable[[], Awaitable[_T]]) -> _T:
         """Run ``attempt()`` up to ``max_retries`` times with doubling pauses."""
         failures = 0
         while True:
