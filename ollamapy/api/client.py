@@ -254,6 +254,10 @@ class Client:
         """``POST /api/embed``."""
         return await self._json("POST", "/api/embed", request)
 
+    async def plan(self, request: dict[str, Any]) -> dict[str, Any]:
+        """``POST /api/plan`` (ollamapy only): a model's memory estimate and where the server would load it."""
+        return await self._json("POST", "/api/plan", request)
+
     async def head_blob(self, digest: str) -> bool:
         """``HEAD /api/blobs/<digest>``: whether the server already has the blob."""
         try:

@@ -20,38 +20,23 @@ import json
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import click
 from rich.console import Console
 from rich.table import Table
 
-from ollamapy import envconfig
-from ollamapy.supervisor.placement.memory_estimate import format_bytes
+from ollamapy.api.client import Client, ClientError
+from ollamapy.units import format_bytes
 
 __all__ = ["plan_command", "render_plan"]
 
-_NOT_RUNNING = "could not connect to ollamapy server, is it running? (start it with 'ollamapy serve')"
-
 
 async def _request_plan(body: dict[str, Any]) -> dict[str, Any]:
-    """POST the plan request; server errors become ``click.ClickException`` (``Error: …``)."""
-    url = envconfig.host().url.rstrip("/") + "/api/plan"
+    """Ask the server at ``OLLAMA_HOST``; its errors become ``click.ClickException`` (``Error: …``)."""
     try:
-        async with aiohttp.ClientSession() as session, session.post(url, json=body) as response:
-            raw = await response.read()
-            status = response.status
-    except aiohttp.ClientConnectorError as err:
-        raise click.ClickException(_NOT_RUNNING) from err
-    except aiohttp.ClientError as err:
-        raise click.ClickException(str(err) or type(err).__name__) from err
-    try:
-        decoded = json.loads(raw)
-    except ValueError:
-        decoded = None
-    if status >= 400 or not isinstance(decoded, dict):
-        message = decoded.get("error") if isinstance(decoded, dict) else None
-        raise click.ClickException(str(message or raw.decode("utf-8", "replace") or f"HTTP {status}"))
-    return decoded
+        async with Client() as client:
+            return await client.plan(body)
+    except ClientError as err:
+        raise click.ClickException(str(err)) from err
 
 
 def _grid() -> Table:
