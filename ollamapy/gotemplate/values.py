@@ -54,6 +54,7 @@ __all__ = [
     "json_value",
     "template_messages",
     "template_tools",
+    "typescript_type",
 ]
 
 
@@ -247,7 +248,7 @@ class TemplateToolFunction(GoStruct):
 
 
 class TemplateTool(GoStruct):
-    """``template.templateTool``."""
+    """``template.templateTool``: one tool, printing as its JSON as ``api.Tool`` does."""
 
     GO_NAME = "template.templateTool"
     GO_FIELDS = (
@@ -255,6 +256,10 @@ class TemplateTool(GoStruct):
         Field("Items", ANY, "items", True),
         Field("Function", TemplateToolFunction.go_type, "function"),
     )
+
+    def go_String(self) -> str:
+        """The tool as compact JSON (``{{ range .Tools }}{{ . }}{{ end }}``)."""
+        return marshal(self)
 
 
 class TemplateTools(GoSlice):
@@ -392,3 +397,9 @@ def template_tools(tools: Iterable[Any] | None) -> TemplateTools:
     if tools is None:
         return TemplateTools(nil=True)
     return TemplateTools([_tool(t) for t in tools])
+
+
+def typescript_type(prop: Any) -> str:
+    """A tool property's (API dict or model) TypeScript type, as ``toTypeScriptType``
+    prints it; built-in renderers that describe tools in TypeScript use it too."""
+    return _property(prop).go_ToTypeScriptType()

@@ -208,7 +208,11 @@ class PromptTemplate:
         suffix: str = "",
         think: ThinkValue = None,
     ) -> str:
-        """Render as ``template.Execute`` does for these values (see the module doc)."""
+        """Render as ``template.Execute`` does for these values (see the module doc).
+
+        ``tools`` None is Go's nil list (``.Tools`` prints ``null``), what Ollama passes
+        for a request without tools.
+        """
         thinking = _think_values(think)
         if prompt and suffix:
             return self.template.execute(
@@ -491,14 +495,14 @@ def render_generate(
             if suffix:
                 text = tmpl.execute(prompt=prompt, suffix=suffix, think=think)
             else:
-                text = tmpl.execute(msgs, tools=[], think=think)
+                text = tmpl.execute(msgs, think=think)
         except TemplateError as err:
             raise _template_failure(err) from err
         return RenderResult(prompt=prefix + text, images=tuple(images))
     result = render_chat(
         template_text,
         msgs,
-        tools=[],
+        tools=None,
         think=think,
         gguf_chat_template=gguf_chat_template,
         bos_token=bos_token,

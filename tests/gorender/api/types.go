@@ -161,6 +161,11 @@ type Tool struct {
 	Function ToolFunction `json:"function"`
 }
 
+func (t Tool) String() string {
+	b, _ := json.Marshal(t)
+	return string(b)
+}
+
 // PropertyType is a JSON-schema type: a string or a list of strings.
 type PropertyType []string
 

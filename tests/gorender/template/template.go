@@ -71,6 +71,12 @@ type templateTool struct {
 	Function templateToolFunction `json:"function"`
 }
 
+// String prints the tool as JSON, as api.Tool's String method does.
+func (t templateTool) String() string {
+	b, _ := json.Marshal(t)
+	return string(b)
+}
+
 type templateToolFunction struct {
 	Name        string                         `json:"name"`
 	Description string                         `json:"description"`
