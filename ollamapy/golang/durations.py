@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 
 from ollamapy.errors import InvalidRequest
+from ollamapy.golang.utf8 import go_bytes
 
 __all__ = [
     "FOREVER",
@@ -67,11 +68,12 @@ def _unit_prefix(s: str) -> str:
 def _go_quote(s: str) -> str:
     """Quote ``s`` as Go's ``time`` package does in its errors (not ``strconv.Quote``).
 
-    Bytes outside printable ASCII become ``\\xNN`` (each byte of a multi-byte rune), and
+    Go's ``time`` package cannot import ``strconv``, so it has its own cruder quoting:
+    bytes outside printable ASCII become ``\\xNN`` (each byte of a multi-byte rune), and
     ``"`` and ``\\`` are backslash-escaped.
     """
     out = ['"']
-    for byte in s.encode("utf-8", "surrogateescape"):
+    for byte in go_bytes(s):
         if byte >= 0x80 or byte < 0x20:
             out.append(f"\\x{byte:02x}")
         else:

@@ -11,6 +11,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from ollamapy.golang import quote as go_quote
+from ollamapy.golang import valid_utf8
+
 from .funcs import (
     BUILTINS,
     FuncError,
@@ -22,7 +25,7 @@ from .funcs import (
     printable_value,
     truth,
 )
-from .gofmt import elements, go_quote, map_items, sprint, sprintf, valid_utf8
+from .gofmt import elements, map_items, sprint, sprintf
 from .gotypes import (
     ANY,
     INVALID,

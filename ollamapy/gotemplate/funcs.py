@@ -17,7 +17,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from .gofmt import elements, go_bytes, go_len, is_go_print, sprint, sprintf, sprintln
+from ollamapy.golang import go_bytes, is_print
+
+from .gofmt import elements, go_len, sprint, sprintf, sprintln
 from .gojson import JSONError, marshal
 from .gotypes import (
     ANY,
@@ -381,7 +383,7 @@ def _js(*args: Any) -> str:
             out.append(table[c])
         elif code < 0x20:
             out.append(f"\\u00{code:02X}")
-        elif code < 0x80 or 0xD800 <= code < 0xE000 or is_go_print(c):
+        elif code < 0x80 or 0xD800 <= code < 0xE000 or is_print(c):
             out.append(c)
         else:
             out.append(f"\\u{code:04X}")

@@ -1,20 +1,29 @@
-"""Go's ``fmt`` and ``strconv`` as templates print through them.
+"""Go's ``fmt`` as templates print through it.
 
 Template output goes through ``fmt.Fprint``, and ``print``/``printf``/``println`` are
-``fmt.Sprint``/``Sprintf``/``Sprintln``: this module ports the parts of Go's fmt/print.go,
-fmt/format.go and strconv that those reach — the ``%v`` rendering of every kind of
-value (``[a b]``, ``map[k:v]``, ``{f1 f2}``, ``<nil>``), verbs with flags, width and
-precision, the ``%!d(string=x)`` error forms, Go's float formatting (``1e+06``), and Go
-string quoting. Values are interpreter values (see :mod:`.values`).
+``fmt.Sprint``/``Sprintf``/``Sprintln``: this module ports the parts of Go's fmt/print.go
+and fmt/format.go that those reach — the ``%v`` rendering of every kind of value
+(``[a b]``, ``map[k:v]``, ``{f1 f2}``, ``<nil>``), verbs with flags, width and precision,
+and the ``%!d(string=x)`` error forms. Number formatting and quoting are Go's ``strconv``,
+shared with the rest of ollamapy in :mod:`ollamapy.golang`. Values are interpreter
+values (see :mod:`.values`).
 """
 
 from __future__ import annotations
 
-import codecs
-import math
-import struct
-import unicodedata
 from typing import Any
+
+from ollamapy.golang import (
+    can_backquote,
+    format_float,
+    go_bytes,
+    go_string,
+    is_print,
+    quote,
+    quote_rune,
+    quote_rune_to_ascii,
+    quote_to_ascii,
+)
 
 from .gotypes import (
     INVALID,
@@ -30,250 +39,16 @@ from .gotypes import (
 )
 
 __all__ = [
-    "can_backquote",
     "elements",
-    "format_float",
-    "format_int",
-    "go_bytes",
     "go_len",
-    "go_quote",
-    "go_quote_ascii",
-    "go_quote_rune",
-    "go_string",
-    "is_go_print",
     "map_items",
     "sprint",
     "sprintf",
     "sprintln",
-    "valid_utf8",
 ]
 
 _LOWER = "0123456789abcdefx"
 _UPPER = "0123456789ABCDEFX"
-
-
-# --- strconv ------------------------------------------------------------------------
-
-
-def is_go_print(r: str) -> bool:
-    """Go's ``strconv.IsPrint``: letters, marks, numbers, punctuation, symbols, ASCII space."""
-    if r == " ":
-        return True
-    return unicodedata.category(r)[0] in "LMNPS"
-
-
-def _escape_rune(r: str, quote: str, ascii_only: bool) -> str:
-    if r == quote or r == "\\":
-        return "\\" + r
-    code = ord(r)
-    if ascii_only:
-        if code < 0x80 and is_go_print(r):
-            return r
-    elif is_go_print(r):
-        return r
-    simple = {"\a": "\\a", "\b": "\\b", "\f": "\\f", "\n": "\\n", "\r": "\\r", "\t": "\\t", "\v": "\\v"}
-    if r in simple:
-        return simple[r]
-    if code < 0x20 or code == 0x7F:
-        return f"\\x{code:02x}"
-    if 0xD800 <= code < 0xE000:  # a lone surrogate stands for an invalid byte
-        if 0xDC80 <= code < 0xDD00:
-            return f"\\x{code - 0xDC00:02x}"
-        return "\\ufffd"
-    if code < 0x10000:
-        return f"\\u{code:04x}"
-    return f"\\U{code:08x}"
-
-
-def go_quote(s: str) -> str:
-    """``strconv.Quote``."""
-    return '"' + "".join(_escape_rune(r, '"', False) for r in s) + '"'
-
-
-def go_quote_ascii(s: str) -> str:
-    """``strconv.QuoteToASCII``."""
-    return '"' + "".join(_escape_rune(r, '"', True) for r in s) + '"'
-
-
-def go_quote_rune(code: int, ascii_only: bool = False) -> str:
-    """``strconv.QuoteRune`` (``QuoteRuneToASCII`` with ``ascii_only``)."""
-    if code > 0x10FFFF or 0xD800 <= code < 0xE000 or code < 0:
-        code = 0xFFFD
-    return "'" + _escape_rune(chr(code), "'", ascii_only) + "'"
-
-
-def can_backquote(s: str) -> bool:
-    """``strconv.CanBackquote``."""
-    for r in s:
-        if r == "\ufeff":
-            return False
-        code = ord(r)
-        if (code < 0x20 and r != "\t") or r == "`" or code == 0x7F or 0xD800 <= code < 0xE000:
-            return False
-    return True
-
-
-def _digits(v: float, fmt: str, prec: int) -> tuple[str, int]:
-    """Decimal digits (no trailing zeros) and decimal-point position of ``abs(v)``.
-
-    ``prec < 0`` gives the shortest digits that round-trip (as Go's and Python's repr do);
-    otherwise correctly rounded digits for ``%e`` (prec+1 digits), ``%f`` (prec after the
-    point) or ``%g`` (prec digits).
-    """
-    v = abs(v)
-    if prec < 0:
-        text = repr(v)
-    elif fmt == "f":
-        text = f"{v:.{prec}f}"
-    elif fmt == "e":
-        text = f"{v:.{prec}e}"
-    else:
-        text = f"{v:.{max(prec, 1) - 1}e}"
-    mantissa, _, exp = text.partition("e")
-    whole, _, frac = mantissa.partition(".")
-    digits = whole + frac
-    dp = len(whole) + (int(exp) if exp else 0)
-    stripped = digits.lstrip("0")
-    dp -= len(digits) - len(stripped)
-    digits = stripped.rstrip("0")
-    if not digits:
-        return "", 0
-    return digits, dp
-
-
-def _fmt_efg(neg: bool, s: str, dp: int, prec: int, fmt: str, shortest: bool) -> str:
-    nd = len(s)
-    if fmt in "gG":
-        eprec = prec
-        if eprec > nd >= dp:
-            eprec = nd
-        if shortest:
-            eprec = 6
-        exp = dp - 1
-        if exp < -4 or exp >= eprec:
-            prec = min(prec, nd)
-            prec -= 1
-            fmt = "e" if fmt == "g" else "E"
-        else:
-            if prec > dp:
-                prec = nd
-            prec = max(prec - dp, 0)
-            fmt = "f"
-    out = ["-"] if neg else []
-    if fmt in "eE":
-        out.append(s[0] if nd else "0")
-        if prec > 0:
-            out.append(".")
-            m = min(nd, prec + 1)
-            out.append(s[1:m])
-            out.append("0" * (prec + 1 - max(m, 1)))
-        exp = 0 if nd == 0 else dp - 1
-        out.append(fmt)
-        out.append("-" if exp < 0 else "+")
-        out.append(f"{abs(exp):02d}")
-        return "".join(out)
-    # %f
-    if dp > 0:
-        m = min(nd, dp)
-        out.append(s[:m] + "0" * (dp - m))
-    else:
-        out.append("0")
-    if prec > 0:
-        out.append(".")
-        lz = min(prec, max(0, -dp))
-        off = dp + lz
-        m = min(prec - lz, max(0, nd - off))
-        tz = max(0, prec - lz - m)
-        out.append("0" * lz + s[off : off + m] + "0" * tz)
-    return "".join(out)
-
-
-def _float_bits(v: float) -> tuple[bool, int, int]:
-    bits = struct.unpack(">Q", struct.pack(">d", v))[0]
-    neg = bits >> 63 != 0
-    exp = (bits >> 52) & 0x7FF
-    mant = bits & ((1 << 52) - 1)
-    if exp == 0:
-        exp = 1
-    else:
-        mant |= 1 << 52
-    return neg, exp - 1023, mant
-
-
-def _fmt_x(prec: int, fmt: str, neg: bool, mant: int, exp: int) -> str:
-    if mant == 0:
-        exp = 0
-    mask = (1 << 64) - 1
-    mant = (mant << 8) & mask  # leading 1 (if any) at bit 60
-    while mant != 0 and mant & (1 << 60) == 0:
-        mant = (mant << 1) & mask
-        exp -= 1
-    if 0 <= prec < 15:
-        shift = prec * 4
-        extra = (mant << shift) & ((1 << 60) - 1)
-        mant >>= 60 - shift
-        if extra | (mant & 1) > 1 << 59:
-            mant += 1
-        mant = (mant << (60 - shift)) & mask
-        if mant & (1 << 61):
-            mant >>= 1
-            exp += 1
-    digits = _LOWER if fmt == "x" else _UPPER
-    out = ["-" if neg else "", "0", fmt, str((mant >> 60) & 1)]
-    mant = (mant << 4) & mask
-    if prec < 0 and mant != 0:
-        out.append(".")
-        while mant != 0:
-            out.append(digits[(mant >> 60) & 15])
-            mant = (mant << 4) & mask
-    elif prec > 0:
-        out.append(".")
-        for _ in range(prec):
-            out.append(digits[(mant >> 60) & 15])
-            mant = (mant << 4) & mask
-    out.append("p" if fmt == "x" else "P")
-    out.append("-" if exp < 0 else "+")
-    out.append(f"{abs(exp):02d}")
-    return "".join(out)
-
-
-def format_float(v: float, fmt: str, prec: int) -> str:
-    """``strconv.FormatFloat(v, fmt, prec, 64)`` for fmt in ``eEfgGxXb``."""
-    if math.isnan(v):
-        return "NaN"
-    if math.isinf(v):
-        return "+Inf" if v > 0 else "-Inf"
-    neg, exp, mant = _float_bits(v)
-    if fmt == "b":
-        return f"{'-' if neg else ''}{mant}p{exp - 52:+d}"
-    if fmt in "xX":
-        return _fmt_x(prec, fmt, neg, mant, exp)
-    shortest = prec < 0
-    if v == 0:
-        return _fmt_efg(neg, "", 0, prec, fmt, shortest)
-    base = fmt.lower()
-    if fmt in "gG" and prec == 0:
-        prec = 1
-    s, dp = _digits(v, "f" if base == "f" else "e" if base == "e" else "g", prec)
-    if shortest:
-        nd = len(s)
-        prec = {"e": max(nd - 1, 0), "f": max(nd - dp, 0), "g": nd}[base]
-    return _fmt_efg(neg, s, dp, prec, fmt, shortest)
-
-
-def format_int(v: int, base: int = 10) -> str:
-    """``strconv.FormatInt``."""
-    if base == 10:
-        return str(v)
-    sign = "-" if v < 0 else ""
-    v = abs(v)
-    digits = []
-    while True:
-        digits.append(_LOWER[v % base])
-        v //= base
-        if v == 0:
-            break
-    return sign + "".join(reversed(digits))
 
 
 # --- reflection helpers shared with the interpreter ---------------------------------
@@ -304,44 +79,6 @@ def go_len(v: Any) -> int:
     if isinstance(v, str):
         return len(go_bytes(v))
     return len(v)
-
-
-def go_bytes(s: str) -> bytes:
-    """A Go string's bytes.
-
-    Go strings are byte strings; slicing one can cut a character in two. Such bytes are
-    carried in Python strings as surrogate escapes (U+DC80..U+DCFF), which map back here.
-    """
-    try:
-        return s.encode("utf-8", "surrogateescape")
-    except UnicodeEncodeError:  # other lone surrogates, e.g. from JSON "\ud800" escapes
-        return s.encode("utf-8", "replace")
-
-
-def go_string(s: str) -> str:
-    """``s`` with escaped bytes that together form valid UTF-8 turned back into text."""
-    try:
-        s.encode("utf-8")
-        return s
-    except UnicodeEncodeError:
-        return _from_bytes(go_bytes(s))
-
-
-def _bytewise_replace(err: UnicodeError) -> tuple[str, int]:
-    assert isinstance(err, UnicodeDecodeError)
-    return "\ufffd" * (err.end - err.start), err.end
-
-
-codecs.register_error("ollamapy.gotemplate.bytewise", _bytewise_replace)
-
-
-def valid_utf8(s: str) -> str:
-    """``s`` as valid text: every byte that is not part of valid UTF-8 becomes U+FFFD."""
-    try:
-        s.encode("utf-8")
-        return s
-    except UnicodeEncodeError:
-        return go_bytes(s).decode("utf-8", "ollamapy.gotemplate.bytewise")
 
 
 def _from_bytes(b: bytes) -> str:
@@ -405,7 +142,7 @@ class _Printer:
             prec = self.prec
         hexd = f"{u:X}".rjust(prec, "0")
         s = "U+" + hexd
-        if self.sharp and u <= 0x10FFFF and not 0xD800 <= u < 0xE000 and is_go_print(chr(u)):
+        if self.sharp and u <= 0x10FFFF and not 0xD800 <= u < 0xE000 and is_print(chr(u)):
             s += " '" + chr(u) + "'"
         old_zero = self.zero
         self.zero = False
@@ -508,7 +245,7 @@ class _Printer:
         if self.sharp and can_backquote(s):
             self.pad("`" + s + "`")
             return
-        self.pad(go_quote_ascii(s) if self.plus else go_quote(s))
+        self.pad(quote_to_ascii(s) if self.plus else quote(s))
 
     def fmt_c(self, c: int) -> None:
         if c > 0x10FFFF or 0xD800 <= c < 0xE000:
@@ -516,7 +253,7 @@ class _Printer:
         self.pad(chr(c))
 
     def fmt_qc(self, c: int) -> None:
-        self.pad(go_quote_rune(c, self.plus))
+        self.pad(quote_rune_to_ascii(c) if self.plus else quote_rune(c))
 
     def fmt_float_str(self, v: float, verb: str, prec: int) -> None:
         if self.prec_present:

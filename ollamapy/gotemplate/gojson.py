@@ -3,16 +3,20 @@
 Ollama's ``json`` template function and the ``String()`` methods of its tool types are
 ``json.Marshal``, so their output must be Go's byte for byte: compact, map keys sorted,
 struct fields in declaration order with their tags and ``omitempty``, ``[]byte`` as
-base64, ``<``/``>``/``&`` and U+2028/U+2029 escaped, floats formatted as ES6 numbers.
+base64. Strings and numbers are encoded by :mod:`ollamapy.golang.jsonenc`, which the rest
+of ollamapy shares; this module adds the interpreter's kinds (structs, pointers, maps of
+interface values).
 """
 
 from __future__ import annotations
 
 import base64
-import math
 from typing import Any
 
-from .gofmt import elements, format_float, go_bytes, go_string, map_items
+from ollamapy.golang import MarshalError as JSONError
+from ollamapy.golang import format_number, go_bytes, quote_string
+
+from .gofmt import elements, map_items
 from .gotypes import (
     INVALID,
     Iface,
@@ -25,40 +29,6 @@ from .gotypes import (
 )
 
 __all__ = ["JSONError", "marshal"]
-
-
-class JSONError(ValueError):
-    """A value ``encoding/json`` refuses (NaN, infinities, functions, complex numbers)."""
-
-
-_SHORT = {"\\": "\\\\", '"': '\\"', "\b": "\\b", "\f": "\\f", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
-
-
-def _string(s: str) -> str:
-    out = ['"']
-    for ch in go_string(s):
-        code = ord(ch)
-        if ch in _SHORT:
-            out.append(_SHORT[ch])
-        elif code < 0x20 or ch in "<>&" or ch in "\u2028\u2029":
-            out.append(f"\\u{code:04x}")
-        elif 0xD800 <= code < 0xE000:  # an invalid byte
-            out.append("\ufffd")
-        else:
-            out.append(ch)
-    out.append('"')
-    return "".join(out)
-
-
-def _float(f: float) -> str:
-    if math.isnan(f) or math.isinf(f):
-        raise JSONError(f"json: unsupported value: {format_float(f, 'g', -1)}")
-    a = abs(f)
-    fmt = "e" if a != 0 and (a < 1e-6 or a >= 1e21) else "f"
-    s = format_float(f, fmt, -1)
-    if fmt == "e" and len(s) >= 4 and s[-4] == "e" and s[-3] == "-" and s[-2] == "0":
-        s = s[:-2] + s[-1]
-    return s
 
 
 def _is_empty(v: Any) -> bool:
@@ -96,9 +66,9 @@ def _encode(v: Any, out: list[str]) -> None:
     elif k in (Kind.INT, Kind.UINT):
         out.append(str(int(v)))
     elif k == Kind.FLOAT:
-        out.append(_float(float(v)))
+        out.append(format_number(float(v)))
     elif k == Kind.STRING:
-        out.append(_string(str(v)))
+        out.append(quote_string(str(v)))
     elif k == Kind.SLICE:
         if getattr(v, "nil", False):
             out.append("null")
@@ -120,7 +90,7 @@ def _encode(v: Any, out: list[str]) -> None:
         for i, (key, val) in enumerate(sorted(pairs, key=lambda kv: go_bytes(kv[0]))):
             if i:
                 out.append(",")
-            out.append(_string(key))
+            out.append(quote_string(key))
             out.append(":")
             _encode(val, out)
         out.append("}")
@@ -142,7 +112,7 @@ def _encode_struct(v: Any, out: list[str]) -> None:
         if not first:
             out.append(",")
         first = False
-        out.append(_string(spec.json if spec is not None and spec.json else name))
+        out.append(quote_string(spec.json if spec is not None and spec.json else name))
         out.append(":")
         _encode(value, out)
     out.append("}")

@@ -15,7 +15,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Optional
 
-from .gofmt import go_quote, is_go_print
+from ollamapy.golang import is_print as is_go_print
+from ollamapy.golang import quote as go_quote
 
 __all__ = ["Item", "ItemType", "Lexer", "is_alphanumeric", "is_space", "quote_rune_u"]
 

@@ -14,7 +14,9 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from .gofmt import go_bytes, go_quote
+from ollamapy.golang import NumError, go_bytes, parse_int, parse_uint
+from ollamapy.golang import quote as go_quote
+
 from .lexer import Item, ItemType, Lexer
 
 __all__ = [
@@ -494,54 +496,18 @@ def _underscore_ok(s: str) -> bool:
 
 def _parse_uint(s: str) -> int | None:
     """``strconv.ParseUint(s, 0, 64)``; None on any error."""
-    if not s:
+    try:
+        return parse_uint(s, 0)
+    except NumError:
         return None
-    s0 = s
-    base = 10
-    if s[0] == "0":
-        if len(s) >= 3 and s[1].lower() in "box":
-            base = {"b": 2, "o": 8, "x": 16}[s[1].lower()]
-            s = s[2:]
-        else:
-            base = 8
-            s = s[1:]
-    n = 0
-    underscores = False
-    for c in s:
-        if c == "_":
-            underscores = True
-            continue
-        if "0" <= c <= "9":
-            d = ord(c) - 48
-        elif "a" <= c.lower() <= "z":
-            d = ord(c.lower()) - 87
-        else:
-            return None
-        if d >= base:
-            return None
-        n = n * base + d
-        if n >= 1 << 64:
-            return None
-    if underscores and not _underscore_ok(s0):
-        return None
-    return n
 
 
 def _parse_int(s: str) -> int | None:
     """``strconv.ParseInt(s, 0, 64)``; None on any error."""
-    if not s:
+    try:
+        return parse_int(s, 0)
+    except NumError:
         return None
-    neg = s[0] == "-"
-    if s[0] in "+-":
-        s = s[1:]
-    u = _parse_uint(s)
-    if u is None:
-        return None
-    if not neg and u >= 1 << 63:
-        return None
-    if neg and u > 1 << 63:
-        return None
-    return -u if neg else u
 
 
 _DEC_FLOAT = re.compile(r"[+-]?(?:[0-9_]+(?:\.[0-9_]*)?|\.[0-9_]+)(?:[eE][+-]?[0-9][0-9_]*)?")

