@@ -2,7 +2,8 @@
 
 On SIGTERM/SIGINT the listener closes first; then in-flight streams get a grace period
 to finish on their own. Streams still running after it are cancelled, and each one ends
-with an ``{"error": "server is shutting down"}`` line instead of a cut connection.
+with a ``server is shutting down`` error event, in its API's shape, instead of a cut
+connection (``supervisor.routes.streaming`` writes it).
 """
 
 from __future__ import annotations
@@ -12,7 +13,9 @@ import contextlib
 import logging
 from collections.abc import Iterator
 
-__all__ = ["SHUTDOWN_ERROR", "StreamTracker"]
+from aiohttp import web
+
+__all__ = ["SHUTDOWN_ERROR", "STREAMS", "StreamTracker"]
 
 log = logging.getLogger("ollamapy.server")
 
@@ -28,6 +31,7 @@ class StreamTracker:
 
     @contextlib.contextmanager
     def track(self) -> Iterator[None]:
+        """Register the current task as a stream for as long as the block runs."""
         task = asyncio.current_task()
         assert task is not None
         self._tasks.add(task)
@@ -48,3 +52,7 @@ class StreamTracker:
         if pending:
             log.info("ended %d streaming responses at shutdown", len(pending))
             await asyncio.wait(pending, timeout=5)
+
+
+STREAMS: web.AppKey[StreamTracker] = web.AppKey("streams", StreamTracker)
+"""The application's in-flight streams, drained at shutdown."""

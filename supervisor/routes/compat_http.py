@@ -1,9 +1,9 @@
 """HTTP plumbing of the compatibility APIs (OpenAI's ``/v1/*``, Anthropic's ``/v1/messages``):
 errors in the API's own shape, and answers streamed as server-sent events.
 
-Both follow the native streaming rule: the first native event is awaited before anything
-is sent, so a failure to load the model is still a real HTTP status; an error after the
-first byte becomes one error event in the API's shape, and the stream ends.
+Both are written by the one stream writer every route shares, with the native streaming
+rule: a failure before the first byte is a real HTTP status in the API's shape; after it,
+one error event in the API's shape, and the stream ends.
 """
 
 from __future__ import annotations
@@ -11,13 +11,14 @@ from __future__ import annotations
 import functools
 import json
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any, Generic, TypeVar
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 from aiohttp import web
 
 from ollamapy.errors import OllamapyError
-from ollamapy.supervisor.routes.http_util import close_events, json_response
+from ollamapy.supervisor.routes.http_util import json_response
+from ollamapy.supervisor.routes.streaming import Framing
 
 __all__ = ["ErrorBody", "NamedEvent", "SSEStream", "answer_errors_as", "named_event"]
 
@@ -58,39 +59,10 @@ def answer_errors_as(error_body: ErrorBody) -> Callable[[Handler], Handler]:
     return decorate
 
 
-class SSEStream(Generic[EventT]):
-    """How one API writes its events: ``encode`` one event, the event an error becomes,
-    and the bytes that end a stream (OpenAI's ``data: [DONE]``; none for Anthropic)."""
+class SSEStream(Framing[EventT]):
+    """Server-sent events as one API writes them: ``encode`` one event, the event an error
+    becomes, and the bytes that end a stream (OpenAI's ``data: [DONE]``; none for Anthropic).
+    ``respond`` is the shared stream writer (``supervisor.routes.streaming``)."""
 
     def __init__(self, encode: Callable[[EventT], bytes], error_event: Callable[[int, str], EventT], end: bytes = b"") -> None:
-        self.encode = encode
-        self.error_event = error_event
-        self.end = end
-
-    async def respond(self, request: web.Request, events: AsyncIterator[dict[str, Any]], convert: Callable[[dict[str, Any]], list[EventT]]) -> web.StreamResponse:
-        """Stream the native ``events``, each converted to this API's events."""
-        iterator = aiter(events)
-        try:
-            first = await anext(iterator, None)
-            response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
-            await response.prepare(request)
-            try:
-                if first is not None:
-                    for event in convert(first):
-                        await response.write(self.encode(event))
-                async for native in iterator:
-                    for event in convert(native):
-                        await response.write(self.encode(event))
-                if self.end:
-                    await response.write(self.end)
-            except OllamapyError as exc:
-                await response.write(self.encode(self.error_event(exc.status_code, exc.message)))
-            except ConnectionResetError:
-                raise
-            except Exception as exc:  # a bug mid-stream must still end the stream with an error event
-                log.exception("error while streaming %s", request.path)
-                await response.write(self.encode(self.error_event(500, str(exc) or type(exc).__name__)))
-        finally:
-            await close_events(iterator)
-        await response.write_eof()
-        return response
+        super().__init__(encode, error_event, headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}, end=end)

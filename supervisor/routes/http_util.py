@@ -1,15 +1,16 @@
-"""Request decoding and Ollama-style streaming responses, shared by every handler.
+"""Request decoding and Ollama's native (NDJSON) answers, shared by every handler.
 
-Ollama's streaming rule: an error before the first byte is a real HTTP status with a JSON
-body; after the stream has started, it is one more NDJSON line ``{"error": "..."}`` and the
-stream ends. ``stream: false`` collects the stream into one JSON object.
+Bodies are decoded as Go's ``encoding/json`` decoder does, so a body it refuses is a 400
+with its message. Ollama's streaming rule: an error before the first byte is a real HTTP
+status with a JSON body; after the stream has started, it is one more NDJSON line
+``{"error": "..."}`` and the stream ends (``supervisor.routes.streaming`` writes every
+stream). ``stream: false`` collects the stream into one JSON object.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
-import logging
+import re
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -17,22 +18,187 @@ from typing import Any, TypeVar
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
-from ollamapy.errors import InvalidRequest, OllamapyError
-from ollamapy.supervisor.lifecycle import SHUTDOWN_ERROR, StreamTracker
+from ollamapy.errors import InvalidRequest
+from ollamapy.supervisor.lifecycle import STREAMS
+from ollamapy.supervisor.routes.streaming import Framing, record_usage
 
-__all__ = ["REQUEST_MODEL", "REQUEST_TOKENS", "STREAMS", "close_events", "json_response", "read_request", "respond_stream", "rfc3339", "rfc3339_now"]
-
-log = logging.getLogger("ollamapy.server")
-
-REQUEST_MODEL: web.RequestKey[str] = web.RequestKey("model", str)
-"""Where the stream records the model it served (for the access log)."""
-REQUEST_TOKENS: web.RequestKey[tuple[int, int]] = web.RequestKey("tokens", tuple)
-"""(prompt tokens, generated tokens) of the request (for the access log)."""
-
-STREAMS: web.AppKey[StreamTracker] = web.AppKey("streams", StreamTracker)
-"""The application's in-flight streams, drained at shutdown."""
+# STREAMS is defined beside the tracker it holds; the app factory imports it from here.
+__all__ = ["NDJSON", "STREAMS", "json_response", "read_request", "respond_stream", "rfc3339", "rfc3339_now"]
 
 RequestT = TypeVar("RequestT", bound=BaseModel)
+
+# --- decoding a body as Go's json.Decoder does -------------------------------------------
+#
+# Python's json module and Go's decoder disagree on bodies users do send: Python decodes
+# UTF-16 and skips a UTF-8 byte order mark, fails on invalid UTF-8 inside strings (Go
+# replaces it with U+FFFD), rejects text after the first value (Go's Decoder ignores it)
+# and accepts NaN. Bodies Python accepts as a UTF-8 text without NaN are decoded the same
+# by both; anything else goes through the scanner below, which follows Go's state machine
+# and answers with its messages.
+
+_SPACE = re.compile(rb"[ \t\r\n]*")
+_STRING_PREFIX = re.compile(rb'"(?:[^"\\\x00-\x1f]+|\\["\\/bfnrt]|\\u[0-9a-fA-F]{4})*')
+_DIGITS = re.compile(rb"[0-9]*")
+_LITERALS = {ord("t"): b"true", ord("f"): b"false", ord("n"): b"null"}
+_GO_ESCAPES = {0x07: "\\a", 0x08: "\\b", 0x0C: "\\f", 0x0A: "\\n", 0x0D: "\\r", 0x09: "\\t", 0x0B: "\\v", 0x5C: "\\\\"}
+_MAX_DEPTH = 10000
+
+
+class _UnexpectedEOF(Exception):
+    """The body ended inside a value."""
+
+
+def _quote_char(byte: int) -> str:
+    """A byte as Go's scanner names it in an error: ``'ÿ'``, ``'\\x00'``, ``'\\''``."""
+    if byte == 0x27:
+        return "'\\''"
+    char = chr(byte)  # Go converts the byte to the rune of the same number
+    if byte in _GO_ESCAPES:
+        inner = _GO_ESCAPES[byte]
+    elif char.isprintable():
+        inner = char
+    elif byte < 0x20 or byte == 0x7F:
+        inner = f"\\x{byte:02x}"
+    else:
+        inner = f"\\u{byte:04x}"
+    return f"'{inner}'"
+
+
+def _syntax_error(byte: int, context: str) -> InvalidRequest:
+    return InvalidRequest(f"invalid character {_quote_char(byte)} {context}")
+
+
+class _GoScanner:
+    """Finds where the first JSON value of a body ends, or raises Go's syntax error."""
+
+    def __init__(self, body: bytes) -> None:
+        self.body = body
+
+    def at(self, pos: int) -> int:
+        if pos >= len(self.body):
+            raise _UnexpectedEOF
+        return self.body[pos]
+
+    def space(self, pos: int) -> int:
+        match = _SPACE.match(self.body, pos)
+        return match.end() if match else pos
+
+    def string(self, pos: int) -> int:
+        match = _STRING_PREFIX.match(self.body, pos)
+        end = match.end() if match else pos + 1
+        byte = self.at(end)
+        if byte == ord('"'):
+            return end + 1
+        if byte != ord("\\"):
+            raise _syntax_error(byte, "in string literal")
+        if self.at(end + 1) != ord("u"):
+            raise _syntax_error(self.body[end + 1], "in string escape code")
+        for offset in range(2, 6):
+            if chr(self.at(end + offset)) not in "0123456789abcdefABCDEF":
+                raise _syntax_error(self.body[end + offset], "in \\u hexadecimal character escape")
+        raise AssertionError("unreachable: a valid escape matches the string pattern")
+
+    def digits(self, pos: int, context: str) -> int:
+        """One or more digits: the first is required (else ``context``), then any more."""
+        if not 0x30 <= self.at(pos) <= 0x39:
+            raise _syntax_error(self.body[pos], context)
+        match = _DIGITS.match(self.body, pos)
+        return match.end() if match else pos
+
+    def number(self, pos: int) -> int:
+        if self.body[pos] == ord("-"):
+            pos += 1
+        pos = pos + 1 if self.at(pos) == ord("0") else self.digits(pos, "in numeric literal")
+        if pos < len(self.body) and self.body[pos] == ord("."):
+            pos = self.digits(pos + 1, "after decimal point in numeric literal")
+        if pos < len(self.body) and self.body[pos] in b"eE":
+            pos += 1
+            if self.at(pos) in b"+-":
+                pos += 1
+            pos = self.digits(pos, "in exponent of numeric literal")
+        return pos
+
+    def literal(self, pos: int) -> int:
+        word = _LITERALS[self.body[pos]]
+        for offset in range(1, len(word)):
+            if self.at(pos + offset) != word[offset]:
+                expecting = _quote_char(word[offset])
+                raise _syntax_error(self.body[pos + offset], f"in literal {word.decode()} (expecting {expecting})")
+        return pos + len(word)
+
+    def key(self, pos: int) -> int:
+        """An object key and its colon; returns where its value starts."""
+        if self.at(pos) != ord('"'):
+            raise _syntax_error(self.body[pos], "looking for beginning of object key string")
+        pos = self.space(self.string(pos))
+        if self.at(pos) != ord(":"):
+            raise _syntax_error(self.body[pos], "after object key")
+        return pos + 1
+
+    def value_end(self) -> int:
+        """The end of the first value (Go's Decoder ignores what follows it)."""
+        open_containers: list[int] = []
+        pos = 0
+        while True:
+            pos = self.space(pos)
+            byte = self.at(pos)
+            if byte in b"{[":
+                if len(open_containers) == _MAX_DEPTH:
+                    raise _syntax_error(byte, "exceeded max depth")
+                pos = self.space(pos + 1)
+                if self.at(pos) != (ord("}") if byte == ord("{") else ord("]")):
+                    open_containers.append(byte)
+                    if byte == ord("{"):
+                        pos = self.key(pos)
+                    continue
+                pos += 1
+            elif byte == ord('"'):
+                pos = self.string(pos)
+            elif byte == ord("-") or 0x30 <= byte <= 0x39:
+                pos = self.number(pos)
+            elif byte in _LITERALS:
+                pos = self.literal(pos)
+            else:
+                raise _syntax_error(byte, "looking for beginning of value")
+            # after a value: close containers until one expects another element
+            while open_containers:
+                pos = self.space(pos)
+                byte = self.at(pos)
+                in_object = open_containers[-1] == ord("{")
+                if byte == ord(","):
+                    pos = self.key(self.space(pos + 1)) if in_object else pos + 1
+                    break
+                if byte == (ord("}") if in_object else ord("]")):
+                    open_containers.pop()
+                    pos += 1
+                    continue
+                raise _syntax_error(byte, "after object key:value pair" if in_object else "after array element")
+            else:
+                return pos
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(name)  # NaN and Infinity are not JSON; the scanner names the error
+
+
+def _decode_json_body(raw: bytes, *, empty_message: str) -> Any:
+    """The first JSON value of ``raw`` as Go's decoder reads it; an empty body (only
+    whitespace) is ``empty_message`` and a body cut short is Go's ``unexpected EOF``."""
+    try:
+        return json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        pass
+    if not raw.strip(b" \t\r\n"):
+        raise InvalidRequest(empty_message)
+    try:
+        end = _GoScanner(raw).value_end()
+    except _UnexpectedEOF:
+        raise InvalidRequest("unexpected EOF") from None
+    try:
+        # Go replaces invalid UTF-8 inside strings; outside them the scanner allowed ASCII only
+        return json.loads(raw[:end].decode("utf-8", "replace"))
+    except RecursionError:
+        raise InvalidRequest("exceeded max depth") from None
 
 
 async def read_request(request: web.Request, model: type[RequestT], *, empty_message: str = "missing request body") -> RequestT:
@@ -41,13 +207,7 @@ async def read_request(request: web.Request, model: type[RequestT], *, empty_mes
     The native API says ``missing request body`` for an empty body; the OpenAI routes pass
     Go's ``EOF``, which is what Ollama's middleware answers there.
     """
-    raw = await request.read()
-    if not raw.strip():
-        raise InvalidRequest(empty_message)
-    try:
-        data = json.loads(raw)
-    except json.JSONDecodeError as exc:
-        raise InvalidRequest(f"invalid character in JSON body: {exc.msg} at offset {exc.pos}") from None
+    data = _decode_json_body(await request.read(), empty_message=empty_message)
     if not isinstance(data, dict):
         raise InvalidRequest(f"json: cannot unmarshal {type(data).__name__} into Go value of type object")
     try:
@@ -68,12 +228,8 @@ def _line(obj: Any) -> bytes:
     return (json.dumps(obj, separators=(",", ":"), ensure_ascii=False) + "\n").encode()
 
 
-def _note(request: web.Request, event: dict[str, Any]) -> None:
-    """Remember the model and token counts of a finished generation for the access log."""
-    if "model" in event:
-        request[REQUEST_MODEL] = event["model"]
-    if "eval_count" in event:
-        request[REQUEST_TOKENS] = (event.get("prompt_eval_count", 0), event["eval_count"])
+NDJSON: Framing[dict[str, Any]] = Framing(_line, lambda _status, message: {"error": message}, headers={"Content-Type": "application/x-ndjson"})
+"""Ollama's framing: one JSON object a line, an error is ``{"error": "..."}``."""
 
 
 async def respond_stream(
@@ -85,60 +241,14 @@ async def respond_stream(
 ) -> web.StreamResponse:
     """Send ``events`` as NDJSON, or (``stream=False``) as one object built by ``collect``.
 
-    ``collect`` defaults to "the last event", which is what create/pull/push answer. A
-    stream cut short by server shutdown ends with an error line, not silence.
+    ``collect`` defaults to "the last event", which is what create/pull/push answer.
     """
-    if not stream:
-        seen = [event async for event in events]
-        body = collect(seen) if collect else (seen[-1] if seen else {})
-        _note(request, body)
-        return json_response(body)
-
-    iterator = aiter(events)
-    try:
-        first = await anext(iterator)
-    except StopAsyncIteration:
-        return json_response({})
-    response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
-    await response.prepare(request)
-    await response.write(_line(first))
-    tracker = request.app.get(STREAMS) or StreamTracker()
-    last = first
-    try:
-        with tracker.track():
-            async for event in iterator:
-                await response.write(_line(event))
-                last = event
-        _note(request, last)
-    except OllamapyError as exc:
-        await response.write(_line({"error": exc.message}))
-    except asyncio.CancelledError:
-        if not tracker.draining:
-            raise  # the client went away
-        # the shutdown grace period ran out: end the stream with a reason
-        task = asyncio.current_task()
-        if task is not None:
-            task.uncancel()
-        if request.transport is None or request.transport.is_closing():
-            raise ConnectionResetError("client connection closed during shutdown") from None
-        await response.write(_line({"error": SHUTDOWN_ERROR}))
-    except ConnectionResetError:
-        raise
-    except Exception as exc:  # a bug mid-stream must still end the stream with an error line
-        log.exception("error while streaming %s", request.path)
-        await response.write(_line({"error": str(exc) or type(exc).__name__}))
-    finally:
-        await close_events(iterator)
-    await response.write_eof()
-    return response
-
-
-async def close_events(iterator: AsyncIterator[Any]) -> None:
-    """Close a stream of events early or late; for a generator this runs its cleanup
-    (the runner lease, the runner connection) now rather than at garbage collection."""
-    closer = getattr(iterator, "aclose", None)
-    if closer is not None:
-        await closer()
+    if stream:
+        return await NDJSON.respond(request, events)
+    seen = [event async for event in events]
+    body = collect(seen) if collect else (seen[-1] if seen else {})
+    record_usage(request, body)
+    return json_response(body)
 
 
 def rfc3339(moment: datetime) -> str:
