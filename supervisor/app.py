@@ -18,8 +18,9 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from ollamapy import envconfig
 from ollamapy.store.model_store import ModelStore
-from ollamapy.supervisor.app_keys import METRICS, SCHEDULER, STORE
+from ollamapy.supervisor.app_keys import INFERENCE, METRICS, SCHEDULER, STORE
 from ollamapy.supervisor.cors import setup_browser_safety
+from ollamapy.supervisor.inference import Inference
 from ollamapy.supervisor.lifecycle import StreamTracker
 from ollamapy.supervisor.metrics import Metrics
 from ollamapy.supervisor.middleware import access_middleware, error_middleware
@@ -83,12 +84,16 @@ def _max_loaded_models() -> int:
 
 
 def create_app(models_dir: Path | None = None, *, runner_factory: RunnerFactory | None = None) -> web.Application:
-    """Build the application over the store at ``models_dir`` (default ``OLLAMA_MODELS``)."""
+    """Build the application over the store at ``models_dir`` (default ``OLLAMA_MODELS``).
+
+    ``runner_factory`` starts runners (default: real runner processes); tests pass
+    ``ollamapy.testing.fake_runner.FakeRunnerFactory`` to serve without llama.cpp.
+    """
     app = web.Application(middlewares=[access_middleware, error_middleware], client_max_size=0)
     setup_browser_safety(app, listen_host=envconfig.host().bind_host)
     root = models_dir or envconfig.models_dir()
     root.mkdir(parents=True, exist_ok=True)
-    app[STORE] = ModelStore(root)
+    store = app[STORE] = ModelStore(root)
     socket_dir = Path(tempfile.mkdtemp(prefix="ollamapy-runners-"))
     factory = runner_factory or RunnerStarter(socket_dir, load_timeout=envconfig.load_timeout())
     scheduler = Scheduler(
@@ -99,7 +104,8 @@ def create_app(models_dir: Path | None = None, *, runner_factory: RunnerFactory 
         load_timeout=envconfig.load_timeout(),
     )
     app[SCHEDULER] = scheduler
-    app[METRICS] = scheduler.observer = Metrics(scheduler)
+    metrics = app[METRICS] = scheduler.observer = Metrics(scheduler)
+    app[INFERENCE] = Inference(store, scheduler, metrics)
 
     app[STREAMS] = StreamTracker()
 

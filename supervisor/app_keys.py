@@ -5,11 +5,14 @@ from __future__ import annotations
 from aiohttp import web
 
 from ollamapy.store.model_store import ModelStore
+from ollamapy.supervisor.inference import Inference
 from ollamapy.supervisor.metrics import Metrics
 from ollamapy.supervisor.scheduler import Scheduler
 
-__all__ = ["METRICS", "SCHEDULER", "STORE"]
+__all__ = ["INFERENCE", "METRICS", "SCHEDULER", "STORE"]
 
 STORE: web.AppKey[ModelStore] = web.AppKey("store", ModelStore)
 SCHEDULER: web.AppKey[Scheduler] = web.AppKey("scheduler", Scheduler)
 METRICS: web.AppKey[Metrics] = web.AppKey("metrics", Metrics)
+INFERENCE: web.AppKey[Inference] = web.AppKey("inference", Inference)
+"""Generate, chat and embed over this application's store and scheduler."""

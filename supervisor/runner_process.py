@@ -1,6 +1,6 @@
 """The front process's handle to one runner child (``python -m ollamapy.runner``).
 
-``RunnerProcess`` is the ``RunnerHandle`` of STYLE.md §6: it spawns the child, relays its
+``RunnerProcess`` implements ``supervisor.runner_handle.RunnerHandle``: it spawns the child, relays its
 stderr to the ``ollamapy.runner`` logger (prefixed with the model name) while keeping the
 last 8 KB for error messages, waits for the model to load with a stall timeout that any
 sign of progress resets, speaks the runner protocol (``ollamapy.api.runner_protocol``) over
@@ -30,9 +30,6 @@ from typing import TYPE_CHECKING, Any
 
 import aiohttp
 
-if TYPE_CHECKING:
-    from ollamapy.supervisor.placement.plan import Placement
-
 from ollamapy.api.runner_protocol import (
     CompletionChunk,
     CompletionRequest,
@@ -46,6 +43,9 @@ from ollamapy.api.runner_protocol import (
     TokenizeResponse,
 )
 from ollamapy.errors import InvalidRequest, OllamapyError, RunnerCrashed
+
+if TYPE_CHECKING:
+    from ollamapy.supervisor.placement.plan import Placement
 
 __all__ = ["CRASH_MESSAGE", "STDERR_TAIL_BYTES", "RunnerProcess"]
 
@@ -78,8 +78,11 @@ class RunnerProcess:
         model_name: str,
         socket_path: Path,
         owned_dir: Path | None,
+        placement: Placement | None = None,
     ) -> None:
         self.spec = spec
+        self.placement = placement
+        """The devices this runner was placed on (None when started without a plan)."""
         self.model_name = model_name
         self.socket_path = socket_path
         self._process = process
@@ -96,8 +99,6 @@ class RunnerProcess:
         ``"CUDA0 KV"``, ``"CPU compute"``…), summed over repeats; filled while the model loads."""
         self._stderr_task = asyncio.create_task(self._relay_stderr())
         self._closed = False
-        self.placement: Placement | None = None
-        """The devices this runner was placed on (set by whoever started it)."""
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -109,8 +110,11 @@ class RunnerProcess:
         model_name: str,
         env: Mapping[str, str] | None = None,
         socket_dir: str | Path | None = None,
+        placement: Placement | None = None,
     ) -> RunnerProcess:
         """Spawn a runner for ``spec``; ``env`` is overlaid on this process's environment.
+
+        ``placement`` is the plan ``spec`` and ``env`` were made from, kept for ``/api/ps``.
 
         The socket goes into ``socket_dir`` (a private directory the caller owns) or, when
         None, into a fresh private temporary directory that ``close`` removes. Returns at
@@ -143,7 +147,7 @@ class RunnerProcess:
             await process.wait()
             raise
         log.info("[%s] started runner pid %d on %s", model_name, process.pid, socket_path)
-        return cls(process, spec=spec, model_name=model_name, socket_path=socket_path, owned_dir=owned_dir)
+        return cls(process, spec=spec, model_name=model_name, socket_path=socket_path, owned_dir=owned_dir, placement=placement)
 
     async def wait_until_ready(self, stall_timeout: float) -> None:
         """Wait until the model is loaded.

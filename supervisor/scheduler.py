@@ -1,6 +1,6 @@
 """The scheduler: which runner serves a request, when runners load, expire and are evicted.
 
-Policy (spec §4, with ollamapy's deliberate deviations):
+Policy (Ollama's scheduler, with ollamapy's deliberate deviations):
 
 * A request for a loaded model whose load-time options match attaches at once; a smaller
   ``num_ctx`` than the loaded one also attaches (it fits; Ollama would reload).
@@ -13,8 +13,9 @@ Policy (spec §4, with ollamapy's deliberate deviations):
   ``inf`` never expires. Expiry terminates and reaps the process.
 * A runner that died is dropped; the next request starts a fresh one.
 
-The runner boundary is the ``RunnerHandle`` protocol; the factory that starts one and the
-placement policy are injected, so tests drive the scheduler with fakes.
+The runner boundary is the ``RunnerHandle`` protocol (``supervisor.runner_handle``); the
+factory that starts one, and with it the placement policy, is injected, so tests drive the
+scheduler with fakes.
 """
 
 from __future__ import annotations
@@ -31,13 +32,13 @@ from typing import Protocol
 from ollamapy.api.options import LoadOptions
 from ollamapy.errors import OllamapyError, QueueFull
 from ollamapy.store.model import Model
+from ollamapy.supervisor.runner_handle import RunnerHandle
 
 __all__ = [
     "FOREVER_EXPIRY",
     "LoadRequest",
     "LoadedRunner",
     "RunnerFactory",
-    "RunnerHandle",
     "Scheduler",
     "SchedulerObserver",
     "needs_reload",
@@ -47,17 +48,6 @@ log = logging.getLogger("ollamapy.scheduler")
 
 FOREVER_EXPIRY = 10_000_000_000.0
 """Unix time reported as ``expires_at`` for runners kept forever (year 2286)."""
-
-
-class RunnerHandle(Protocol):
-    """What the scheduler needs from a runner process (``supervisor.runner_process``)."""
-
-    @property
-    def pid(self) -> int: ...
-
-    def has_exited(self) -> bool: ...
-
-    async def close(self, timeout: float = 5.0) -> None: ...
 
 
 RunnerFactory = Callable[["LoadRequest"], Awaitable[RunnerHandle]]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ from ollamapy.api.options import LoadOptions, Options, SamplingOptions
 from ollamapy.api.runner_protocol import LoadSpec
 from ollamapy.errors import OllamapyError
 from ollamapy.store.model import Model
-from ollamapy.supervisor.placement.gpu_probe import probe_inventory
+from ollamapy.supervisor.placement.gpu_probe import Inventory, probe_inventory
 from ollamapy.supervisor.placement.plan import Placement, placement_for, resolve_num_ctx
 from ollamapy.supervisor.runner_process import RunnerProcess
 from ollamapy.supervisor.scheduler import LoadRequest
@@ -26,6 +27,7 @@ from ollamapy.supervisor.scheduler import LoadRequest
 __all__ = ["PreparedRequest", "RunnerStarter", "prepare_load"]
 
 log = logging.getLogger("ollamapy.server")
+
 
 @dataclass(frozen=True)
 class PreparedRequest:
@@ -45,20 +47,61 @@ def prepare_load(model: Model, request_options: dict[str, Any] | None) -> Prepar
     inventory = probe_inventory()
     num_ctx = resolve_num_ctx(model.gguf, options.load.num_ctx, inventory)
     load = options.load.model_copy(update={"num_ctx": num_ctx})
-    # OLLAMA_NUM_PARALLEL: an explicit value as given; 0 = automatic: 4 when the KV cache
-    # for 4 sequences fits beside the model as well as for 1 (no layer leaves the GPU, or
-    # system memory holds it), else 1 (Ollama's default is always 1). Embedding-only
-    # models serve one request at a time.
-    num_parallel = envconfig.num_parallel()
-    if _is_embedding_only(model):
-        num_parallel = 1
-    elif num_parallel <= 0:
-        try:
-            one, four = (placement_for(model.gguf, load, n, inventory, projector_paths=model.projector_paths) for n in (1, 4))
-            num_parallel = 4 if four.n_gpu_layers >= one.n_gpu_layers else 1
-        except OllamapyError:
-            num_parallel = 1  # too big for 4 (or even 1): the load reports it
+    num_parallel = _num_parallel_choices.get(model, load, inventory)
     return PreparedRequest(load=LoadRequest(model=model, options=load, num_parallel=num_parallel), sampling=options.sampling)
+
+
+class _NumParallelChoices:
+    """``num_parallel`` per model and load options, planned once per probed inventory.
+
+    OLLAMA_NUM_PARALLEL: an explicit value as given; 0 = automatic: 4 when the KV cache
+    for 4 sequences fits beside the model as well as for 1 (no layer leaves the GPU, or
+    system memory holds it), else 1 (Ollama's default is always 1). Embedding-only models
+    serve one request at a time.
+
+    The automatic choice plans a placement twice, which every request would otherwise
+    repeat for a model that is already loaded. Its inputs are the model's files, the load
+    options, the placement settings and the inventory; the inventory changes only when
+    it is probed again (before each load), and then every remembered choice is dropped.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._inventory: Inventory | None = None
+        self._choices: dict[tuple[object, ...], int] = {}
+
+    def get(self, model: Model, load: LoadOptions, inventory: Inventory) -> int:
+        setting = envconfig.num_parallel()
+        if _is_embedding_only(model):
+            return 1
+        if setting > 0:
+            return setting
+        key = (
+            model.model_path, tuple(model.projector_paths), load.model_dump_json(),
+            envconfig.kv_cache_type(), envconfig.flash_attention(), envconfig.gpu_overhead(), envconfig.sched_spread(),
+        )
+        with self._lock:
+            if self._inventory is not inventory:
+                self._inventory, self._choices = inventory, {}
+            choice = self._choices.get(key)
+        if choice is None:
+            choice = _automatic_num_parallel(model, load, inventory)
+            with self._lock:
+                if self._inventory is inventory:
+                    self._choices[key] = choice
+        return choice
+
+
+def _automatic_num_parallel(model: Model, load: LoadOptions, inventory: Inventory) -> int:
+    assert model.gguf is not None  # prepare_load refused a model without weights
+    try:
+        one, four = (placement_for(model.gguf, load, n, inventory, projector_paths=model.projector_paths) for n in (1, 4))
+    except OllamapyError:
+        return 1  # too big for 4 (or even 1): the load reports it
+    return 4 if four.n_gpu_layers >= one.n_gpu_layers else 1
+
+
+_num_parallel_choices = _NumParallelChoices()
 
 
 def _is_embedding_only(model: Model) -> bool:
@@ -104,8 +147,9 @@ class RunnerStarter:
         placement = await asyncio.to_thread(self.place, request)
         log.info("placing %s: %s", request.model.short_name, placement.reason)
         spec = self.load_spec(request, placement)
-        runner = await RunnerProcess.start(spec, model_name=request.model.short_name, env=placement.env, socket_dir=self.socket_dir)
-        runner.placement = placement
+        runner = await RunnerProcess.start(
+            spec, model_name=request.model.short_name, env=placement.env, socket_dir=self.socket_dir, placement=placement
+        )
         try:
             await runner.wait_until_ready(self.load_timeout)
         except BaseException:

@@ -1,11 +1,16 @@
-"""Shared fixtures: the tiny GGUF models every serving test runs on."""
+"""Shared fixtures: the tiny GGUF models every serving test runs on, and an application
+on fake runners for handler tests."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
+from aiohttp.test_utils import TestClient
 
+from ollamapy.supervisor.app import create_app
+from ollamapy.testing.fake_runner import FakeRunnerFactory
 from ollamapy.testing.tiny_gguf import TinyModelSpec, write_tiny_gguf
 
 
@@ -28,3 +33,16 @@ def models_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     root.mkdir()
     monkeypatch.setenv("OLLAMA_MODELS", str(root))
     return root
+
+
+@pytest.fixture
+def fake_runners() -> FakeRunnerFactory:
+    """The runner factory of ``fake_client``: script its ``reply``, inspect what it ``started``."""
+    return FakeRunnerFactory()
+
+
+@pytest.fixture
+async def fake_client(aiohttp_client: Any, models_dir: Path, fake_runners: FakeRunnerFactory) -> TestClient:
+    """The whole application over an empty store, its runners ``fake_runners`` (no llama.cpp)."""
+    client: TestClient = await aiohttp_client(create_app(models_dir, runner_factory=fake_runners))
+    return client

@@ -21,7 +21,7 @@ from ollamapy.store import model_store as st
 from ollamapy.store.gguf import GGUFInfo, read_gguf
 from ollamapy.store.names import ModelName
 
-__all__ = ["Model", "details_from_config", "load_model"]
+__all__ = ["Model", "details_from_config", "find_model", "load_model"]
 
 
 @dataclass
@@ -113,6 +113,21 @@ def load_model(store: st.ModelStore, name: ModelName) -> Model:
     with _loaded_lock:
         _loaded[path] = (key, model)
     return model
+
+
+def find_model(store: st.ModelStore, raw_name: str) -> Model:
+    """The model a user named (any spelling the store resolves: ``tiny``, ``library/tiny:latest``…).
+
+    Raises ``ModelNotFound`` with Ollama's ``model '<name>' not found``, quoting the name as
+    the user wrote it, for an invalid name as well as a missing one.
+    """
+    name = ModelName.parse(raw_name)
+    if not raw_name or not name.is_valid():
+        raise ModelNotFound(f"model '{raw_name}' not found")
+    try:
+        return load_model(store, store.resolve_existing(name))
+    except ModelNotFound:
+        raise ModelNotFound(f"model '{raw_name}' not found") from None
 
 
 def _read_model(store: st.ModelStore, name: ModelName) -> Model:

@@ -10,8 +10,6 @@ object, or its server-sent events. Every error leaves in Anthropic's shape
 
 from __future__ import annotations
 
-import asyncio
-
 from aiohttp import web
 
 from ollamapy.compat.anthropic import (
@@ -27,11 +25,10 @@ from ollamapy.compat.anthropic import (
 )
 from ollamapy.compat.openai import force_tool_call
 from ollamapy.errors import InvalidRequest
-from ollamapy.supervisor.app_keys import STORE
+from ollamapy.supervisor.app_keys import INFERENCE
+from ollamapy.supervisor.inference import ChunkStream
 from ollamapy.supervisor.routes.compat_http import NamedEvent, SSEStream, answer_errors_as, named_event
 from ollamapy.supervisor.routes.http_util import json_response, read_request
-from ollamapy.supervisor.routes.inference import start_chat
-from ollamapy.supervisor.routes.models import find_model
 
 __all__ = ["setup_anthropic_routes"]
 
@@ -48,13 +45,12 @@ _SSE: SSEStream[NamedEvent] = SSEStream(named_event, _error_event)
 async def messages_handler(request: web.Request) -> web.StreamResponse:
     req = await read_request(request, MessagesRequest, empty_message="EOF")
     forced = forced_tool_names(req)
-    result = await start_chat(request.app, from_messages_request(req), relax_thinking=True)
+    result = await request.app[INFERENCE].start_chat(from_messages_request(req), relax_thinking=True)
     message_id = new_message_id()
-    assert result.events is not None and result.collect is not None  # messages are never empty here
-    if req.stream:
+    if req.stream and isinstance(result, ChunkStream):
         stream = MessageStream(message_id, req.model, estimated_input_tokens=estimate_input_tokens(req), forced_tools=forced)
         return await _SSE.respond(request, result.events, stream.feed)
-    native = result.collect([event async for event in result.events])
+    native = await result.whole() if isinstance(result, ChunkStream) else result.body
     return json_response(to_message(message_id, force_tool_call(native, forced)))
 
 
@@ -66,7 +62,7 @@ async def count_tokens_handler(request: web.Request) -> web.StreamResponse:
         raise InvalidRequest("model is required")
     if not req.messages:
         raise InvalidRequest("messages is required")
-    await asyncio.to_thread(find_model, request.app[STORE], req.model)  # 404 for an unknown model
+    await request.app[INFERENCE].find_model(req.model)  # 404 for an unknown model
     return json_response({"input_tokens": estimate_input_tokens(req)})
 
 

@@ -1,4 +1,4 @@
-"""Model-management endpoints: tags, show, create, copy, delete, blobs (spec §1.5).
+"""Model-management endpoints: tags, show, create, copy, delete, blobs.
 
 Handlers validate, then call library code in ``ollamapy/`` through a thread (the store does
 blocking file I/O); messages and status codes are Ollama's.
@@ -14,18 +14,19 @@ from typing import Any
 from aiohttp import web
 
 from ollamapy.api.options import format_parameters
-from ollamapy.api.types import CopyRequest, CreateRequest, DeleteRequest, ListModel, ListResponse, ShowRequest, ShowResponse
+from ollamapy.api.types import CopyRequest, CreateRequest, DeleteRequest, ShowRequest, ShowResponse
 from ollamapy.errors import BlobNotFound, InvalidRequest, ModelNotFound
 from ollamapy.store import create as model_create
-from ollamapy.store.model import Model, details_from_config, load_model
+from ollamapy.store.model import find_model
 from ollamapy.store.model_store import ModelStore
 from ollamapy.store.modelfile import format_show_modelfile
 from ollamapy.store.names import ModelName
 from ollamapy.supervisor.app_keys import STORE
+from ollamapy.supervisor.catalog import list_models
 from ollamapy.supervisor.routes.http_util import json_response, read_request, respond_stream, rfc3339
 from ollamapy.supervisor.threads import stream_from_thread
 
-__all__ = ["find_model", "list_models", "setup_model_routes"]
+__all__ = ["setup_model_routes"]
 
 log = logging.getLogger("ollamapy.server")
 
@@ -34,34 +35,6 @@ _BLOB_CHUNK = 1 << 20
 
 def _store(request: web.Request) -> ModelStore:
     return request.app[STORE]
-
-
-def find_model(store: ModelStore, raw_name: str) -> Model:
-    """Load a model by the name a user gave; 404 ``model '<name>' not found`` otherwise."""
-    name = ModelName.parse(raw_name)
-    if not raw_name or not name.is_valid():
-        raise ModelNotFound(f"model '{raw_name}' not found")
-    try:
-        return load_model(store, store.resolve_existing(name))
-    except ModelNotFound:
-        raise ModelNotFound(f"model '{raw_name}' not found") from None
-
-
-def list_models(store: ModelStore) -> dict[str, Any]:
-    models = []
-    for item in store.list_models():
-        short = item.name.display_shortest()
-        models.append(
-            ListModel(
-                name=short,
-                model=short,
-                modified_at=rfc3339(item.modified_at),
-                size=item.size,
-                digest=item.digest,
-                details=details_from_config(store.read_config(item.manifest)),
-            )
-        )
-    return ListResponse(models=models).model_dump(exclude_none=True)
 
 
 async def list_handler(request: web.Request) -> web.Response:

@@ -1,7 +1,8 @@
-"""``/v1/*``: the OpenAI-compatible API over the native core (spec §1.6).
+"""``/v1/*``: the OpenAI-compatible API over the native core.
 
 Each handler decodes an OpenAI body, converts it with ``ollamapy.compat.openai``, runs the
-same core ``/api/chat``, ``/api/generate`` and ``/api/embed`` run, and converts the answer
+same inference service ``/api/chat``, ``/api/generate`` and ``/api/embed`` run
+(``supervisor.inference``), and converts the answer
 back. Every error leaves in OpenAI's shape (``{"error": {"message", "type", …}}``), never
 the native ``{"error": "…"}``: before the first byte as a real status, after it as a
 ``data: {"error": …}`` event, which the openai client raises as ``APIError``.
@@ -39,12 +40,11 @@ from ollamapy.compat.openai import (
 from ollamapy.compat.openai_responses import ResponsesRequest, ResponsesStream, from_responses_request, new_response_ids, to_response
 from ollamapy.compat.openai_responses import forced_tool_names as forced_response_tools
 from ollamapy.errors import InvalidRequest
-from ollamapy.supervisor.app_keys import STORE
+from ollamapy.supervisor.app_keys import INFERENCE, STORE
+from ollamapy.supervisor.catalog import list_models
+from ollamapy.supervisor.inference import ChunkStream, NativeResult
 from ollamapy.supervisor.routes.compat_http import SSEStream, answer_errors_as, named_event
-from ollamapy.supervisor.routes.embed import run_embed
 from ollamapy.supervisor.routes.http_util import json_response, read_request
-from ollamapy.supervisor.routes.inference import NativeResult, start_chat, start_generate
-from ollamapy.supervisor.routes.models import find_model, list_models
 
 __all__ = ["setup_openai_routes"]
 
@@ -66,10 +66,9 @@ _SSE = SSEStream(_sse, error_body, end=b"data: [DONE]\n\n")
 
 async def _collect(result: NativeResult) -> dict[str, Any]:
     """The whole native answer of a started request (``stream: false``)."""
-    if result.single is not None:
-        return result.single
-    assert result.events is not None and result.collect is not None
-    return result.collect([event async for event in result.events])
+    if isinstance(result, ChunkStream):
+        return await result.whole()
+    return result.body
 
 
 @_openai_errors
@@ -78,9 +77,9 @@ async def chat_completions_handler(request: web.Request) -> web.StreamResponse:
     if not req.messages:
         raise InvalidRequest("[] is too short - 'messages'")
     forced = forced_tool_names(req)
-    result = await start_chat(request.app, from_chat_request(req))
+    result = await request.app[INFERENCE].start_chat(from_chat_request(req))
     completion_id = new_id("chatcmpl")
-    if req.stream and result.events is not None:
+    if req.stream and isinstance(result, ChunkStream):
         stream = ChatStream(completion_id, int(time.time()), include_usage=req.include_usage, forced_tools=forced)
         return await _SSE.respond(request, result.events, stream.feed)
     return json_response(to_chat_completion(completion_id, force_tool_call(await _collect(result), forced)))
@@ -90,9 +89,9 @@ async def chat_completions_handler(request: web.Request) -> web.StreamResponse:
 async def responses_handler(request: web.Request) -> web.StreamResponse:
     req = await _decode(request, ResponsesRequest)
     forced = forced_response_tools(req)
-    result = await start_chat(request.app, from_responses_request(req))
+    result = await request.app[INFERENCE].start_chat(from_responses_request(req))
     response_id, item_id = new_response_ids()
-    if req.stream and result.events is not None:
+    if req.stream and isinstance(result, ChunkStream):
         stream = ResponsesStream(response_id, item_id, req, forced_tools=forced)
         return await SSEStream(named_event, stream.error_event).respond(request, result.events, stream.feed)
     return json_response(to_response(response_id, item_id, force_tool_call(await _collect(result), forced), req))
@@ -101,9 +100,9 @@ async def responses_handler(request: web.Request) -> web.StreamResponse:
 @_openai_errors
 async def completions_handler(request: web.Request) -> web.StreamResponse:
     req = await _decode(request, CompletionRequest)
-    result = await start_generate(request.app, from_completion_request(req))
+    result = await request.app[INFERENCE].start_generate(from_completion_request(req))
     completion_id = new_id("cmpl")
-    if req.stream and result.events is not None:
+    if req.stream and isinstance(result, ChunkStream):
         stream = CompletionStream(completion_id, int(time.time()), include_usage=req.include_usage)
         return await _SSE.respond(request, result.events, stream.feed)
     return json_response(to_completion(completion_id, await _collect(result)))
@@ -112,7 +111,7 @@ async def completions_handler(request: web.Request) -> web.StreamResponse:
 @_openai_errors
 async def embeddings_handler(request: web.Request) -> web.StreamResponse:
     req = await _decode(request, EmbeddingRequest)
-    native = await run_embed(request.app, from_embedding_request(req))
+    native = await request.app[INFERENCE].run_embed(from_embedding_request(req))
     return json_response(to_embedding_list(req.model, native, req.encoding_format))
 
 
@@ -124,7 +123,7 @@ async def list_models_handler(request: web.Request) -> web.StreamResponse:
 @_openai_errors
 async def retrieve_model_handler(request: web.Request) -> web.StreamResponse:
     name = request.match_info["model"]
-    model = await asyncio.to_thread(find_model, request.app[STORE], name)
+    model = await request.app[INFERENCE].find_model(name)
     return json_response(to_model(name, model.modified_at))
 
 

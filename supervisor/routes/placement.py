@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from ollamapy import envconfig
 from ollamapy.api.options import Options
 from ollamapy.errors import InvalidRequest, OllamapyError
+from ollamapy.store.model import find_model
 from ollamapy.supervisor.app_keys import STORE
 from ollamapy.supervisor.placement.gpu_probe import (
     Inventory,
@@ -31,7 +32,6 @@ from ollamapy.supervisor.placement.gpu_probe import (
 )
 from ollamapy.supervisor.placement.plan import estimate_for, plan_placement
 from ollamapy.supervisor.routes.http_util import json_response, read_request
-from ollamapy.supervisor.routes.models import find_model
 
 __all__ = ["PlanRequest", "setup_placement_routes"]
 
