@@ -38,8 +38,6 @@ from ollamapy.cli.display import (
     format_metrics,
     format_ps,
     format_transfer_eta,
-    go_format_f,
-    go_format_g,
     human_bytes,
     human_duration,
     human_number,
@@ -48,6 +46,7 @@ from ollamapy.cli.display import (
     render_tool_calls,
 )
 from ollamapy.cli.main import main
+from ollamapy.golang import format_float
 
 NOT_RUNNING = "Error: could not connect to ollamapy server, is it running? (start it with 'ollamapy serve')\n"
 
@@ -639,6 +638,11 @@ def test_tool_calls_are_reported_as_missing_functions() -> None:
     )
 
 
+def test_tool_call_arguments_are_marshalled_as_go_does() -> None:
+    calls = [{"function": {"name": "f", "arguments": {"x": 1e-7, "y": 1e20, "s": "a\u2028b"}}}]
+    assert render_tool_calls(calls, plain=True).endswith('with arguments: {"s":"a\\u2028b","x":1e-7,"y":100000000000000000000}')
+
+
 # --- argument errors, version, serve, import-default -----------------------------------
 
 
@@ -699,15 +703,17 @@ def test_serve_help_lists_environment_variables() -> None:
 
 
 def test_import_default_prints_the_status(models_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    seen: list[Path] = []
+    seen: list[tuple[Path, str]] = []
 
-    def fake_import(store_root: Path) -> str:
-        seen.append(store_root)
-        return f"imported gemma3:270m into {store_root}"
+    def fake_import(store_root: Path, model: str) -> str:
+        seen.append((store_root, model))
+        return f"imported {model} into {store_root}"
 
     monkeypatch.setattr("ollamapy.store.default_model.import_default_model", fake_import)
     result = run("import-default")
-    assert (result.exit_code, result.stdout, seen) == (0, f"imported gemma3:270m into {models_dir}\n", [models_dir])
+    assert (result.exit_code, result.stdout) == (0, f"imported smollm2:135m into {models_dir}\n")
+    assert run("import-default", "gemma3:270m").exit_code == 0
+    assert seen == [(models_dir, "smollm2:135m"), (models_dir, "gemma3:270m")]
 
 
 # --- formatting ported from Ollama -----------------------------------------------------
@@ -791,7 +797,7 @@ def test_human_time_zero_value() -> None:
     ],
 )
 def test_go_float_formatting(value: float, g: str, f: str) -> None:
-    assert (go_format_g(value), go_format_f(value)) == (g, f)
+    assert (format_float(value), format_float(value, "f")) == (g, f)
 
 
 def test_table_wraps_long_cells_with_least_raggedness() -> None:

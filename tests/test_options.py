@@ -16,8 +16,6 @@ from ollamapy.api.options import (
     SamplingOptions,
     format_parameter_value,
     format_parameters,
-    go_format_float,
-    go_quote,
     parse_parameter,
 )
 from ollamapy.errors import InvalidRequest
@@ -217,46 +215,6 @@ def test_option_kinds_cover_both_models() -> None:
     assert OPTION_KINDS["temperature"] is OptionKind.FLOAT
     assert OPTION_KINDS["stop"] is OptionKind.STRINGS
     assert set(OPTION_KINDS) == set(LoadOptions.model_fields) | set(SamplingOptions.model_fields)
-
-
-@pytest.mark.parametrize(
-    ("value", "text"),
-    [
-        (0.8, "0.8"),
-        (1.0, "1"),
-        (4096, "4096"),
-        (123456, "123456"),
-        (1e6, "1e+06"),
-        (1048576, "1.048576e+06"),
-        (0.0001, "0.0001"),
-        (0.00001, "1e-05"),
-        (1e21, "1e+21"),
-        (123.456, "123.456"),
-        (-2.5, "-2.5"),
-        (0.0, "0"),
-        (-0.0, "-0"),
-        (float("inf"), "+Inf"),
-        (float("nan"), "NaN"),
-    ],
-)
-def test_go_format_float_matches_go_percent_v(value: float, text: str) -> None:
-    assert go_format_float(value) == text
-
-
-@pytest.mark.parametrize(
-    ("text", "quoted"),
-    [
-        ("<|eot_id|>", '"<|eot_id|>"'),
-        ('say "hi"\\', r'"say \"hi\"\\"'),
-        ("a\nb\tc\r", r'"a\nb\tc\r"'),
-        ("\x00\x1b\x7f", r'"\x00\x1b\x7f"'),
-        ("\u00a0\u200b", r'"\u00a0\u200b"'),
-        ("\U000e0001", r'"\U000e0001"'),
-        ("é你好👋", '"é你好👋"'),
-    ],
-)
-def test_go_quote_matches_strconv_quote(text: str, quoted: str) -> None:
-    assert go_quote(text) == quoted
 
 
 def test_format_parameters_is_ollamas_show_text() -> None:

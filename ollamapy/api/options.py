@@ -20,16 +20,15 @@ from __future__ import annotations
 import enum
 import math
 import re
-import struct
 import types
 import typing
 from collections.abc import Mapping
-from decimal import Decimal
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from ollamapy.errors import InvalidRequest
+from ollamapy.golang import NumError, format_float, parse_bool, parse_int, quote, to_float32
 
 __all__ = [
     "DEPRECATED_PARAMETERS",
@@ -40,8 +39,6 @@ __all__ = [
     "SamplingOptions",
     "format_parameter_value",
     "format_parameters",
-    "go_format_float",
-    "go_quote",
     "parse_parameter",
 ]
 
@@ -196,30 +193,15 @@ def _from_json(key: str, raw: Any, kind: OptionKind) -> Any:
     elif isinstance(raw, list):
         if all(isinstance(item, str) for item in raw):
             return list(raw)
-        raise InvalidRequest(f"option {go_quote(key)} must be of an array of strings")
-    raise InvalidRequest(f"option {go_quote(key)} must be of type {kind.value}")
+        raise InvalidRequest(f"option {quote(key)} must be of an array of strings")
+    raise InvalidRequest(f"option {quote(key)} must be of type {kind.value}")
 
 
-# Go's strconv syntax: ParseInt(s, 10, 64), ParseFloat(s, 32) and ParseBool.
-_GO_INT = re.compile(r"[+-]?[0-9]+")
+# Go's strconv.ParseFloat(s, 32) syntax: decimal or hexadecimal, underscores between digits.
 _DIGITS = r"[0-9](?:_?[0-9])*"
 _HEX_DIGITS = r"[0-9a-fA-F](?:_?[0-9a-fA-F])*"
 _GO_DECIMAL = re.compile(rf"[+-]?(?:{_DIGITS}(?:\.(?:{_DIGITS})?)?|\.{_DIGITS})(?:[eE][+-]?{_DIGITS})?")
 _GO_HEX = re.compile(rf"[+-]?0[xX]_?(?:{_HEX_DIGITS}(?:\.(?:{_HEX_DIGITS})?)?|\.{_HEX_DIGITS})[pP][+-]?{_DIGITS}")
-_GO_BOOLS = {
-    **dict.fromkeys(("1", "t", "T", "TRUE", "true", "True"), True),
-    **dict.fromkeys(("0", "f", "F", "FALSE", "false", "False"), False),
-}
-_INT64 = range(-(2**63), 2**63)
-
-
-def _to_float32(value: float) -> float:
-    """``value`` rounded to the nearest float32 (inf when out of range)."""
-    try:
-        single: float = struct.unpack("f", struct.pack("f", value))[0]
-    except OverflowError:  # some Python versions raise, others round to inf
-        return math.inf
-    return single
 
 
 def _parse_go_float32(text: str) -> float | None:
@@ -231,12 +213,10 @@ def _parse_go_float32(text: str) -> float | None:
         value = float.fromhex(text.replace("_", ""))
     else:
         return None  # also NaN and Inf, which the params layer's JSON cannot hold
-    single = _to_float32(value)
+    single = to_float32(value)
     if math.isinf(single):
         return None
-    # 9 significant digits always round-trip a float32, so this finds one
-    candidates = (float(f"{single:.{precision}e}") for precision in range(9))
-    return next(c for c in candidates if _to_float32(c) == single)
+    return float(format_float(single, "e", -1, 32))
 
 
 def parse_parameter(name: str, value: str) -> Any:
@@ -253,68 +233,19 @@ def parse_parameter(name: str, value: str) -> Any:
         raise InvalidRequest(f"unknown parameter '{name}'")
     if kind is OptionKind.STRINGS:
         return [value]
-    if kind is OptionKind.INT:
-        if _GO_INT.fullmatch(value) and int(value) in _INT64:
-            return int(value)
-    elif kind is OptionKind.FLOAT:
+    try:
+        if kind is OptionKind.INT:
+            return parse_int(value)
+        if kind is OptionKind.BOOL:
+            return parse_bool(value)
+    except NumError:
+        pass
+    if kind is OptionKind.FLOAT:
         number = _parse_go_float32(value)
         if number is not None:
             return number
-    elif value in _GO_BOOLS:
-        return _GO_BOOLS[value]
     word = {OptionKind.INT: "int", OptionKind.FLOAT: "float", OptionKind.BOOL: "bool"}[kind]
     raise InvalidRequest(f"invalid {word} value [{value}]")
-
-
-def go_format_float(value: float) -> str:
-    """A float64 as Go's ``%v`` prints it: shortest digits, ``%e`` form when the decimal
-    exponent is below -4 or at least 6 (``1e+06``, ``1.234567e+06``, ``1e-05``)."""
-    if math.isnan(value):
-        return "NaN"
-    if math.isinf(value):
-        return "+Inf" if value > 0 else "-Inf"
-    sign, digit_tuple, exponent = Decimal(repr(value)).as_tuple()
-    assert isinstance(exponent, int)  # finite, checked above
-    digits = "".join(map(str, digit_tuple)).rstrip("0") or "0"
-    exponent += len(digit_tuple) - len(digits)
-    point = len(digits) + exponent  # digits before the decimal point
-    minus = "-" if sign else ""
-    if digits == "0":
-        return minus + "0"
-    if point - 1 < -4 or point - 1 >= 6:
-        mantissa = digits[0] + ("." + digits[1:] if len(digits) > 1 else "")
-        exp = point - 1
-        return f"{minus}{mantissa}e{'-' if exp < 0 else '+'}{abs(exp):02d}"
-    if point <= 0:
-        return f"{minus}0.{'0' * -point}{digits}"
-    if point >= len(digits):
-        return minus + digits + "0" * (point - len(digits))
-    return f"{minus}{digits[:point]}.{digits[point:]}"
-
-
-def go_quote(text: str) -> str:
-    """``strconv.Quote``: double-quoted with Go escapes for quotes, backslashes and
-    non-printable runes (``\\n``, ``\\x01``, ``\\u00a0``, ``\\U000e0001``)."""
-    named = {"\a": r"\a", "\b": r"\b", "\f": r"\f", "\n": r"\n", "\r": r"\r", "\t": r"\t", "\v": r"\v"}
-    out = ['"']
-    for char in text:
-        code = ord(char)
-        if char in ('"', "\\"):
-            out.append("\\" + char)
-        elif char in named:
-            out.append(named[char])
-        elif 0xD800 <= code <= 0xDFFF:
-            out.append(r"\ufffd")  # Go turns invalid UTF-8 into the replacement rune
-        elif char.isprintable():
-            out.append(char)
-        elif code < 0x20 or code == 0x7F:
-            out.append(f"\\x{code:02x}")
-        elif code < 0x10000:
-            out.append(f"\\u{code:04x}")
-        else:
-            out.append(f"\\U{code:08x}")
-    out.append('"')
-    return "".join(out)
 
 
 def _go_value(value: Any, *, sharp: bool) -> str:
@@ -328,9 +259,9 @@ def _go_value(value: Any, *, sharp: bool) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, (int, float)):
-        return go_format_float(float(value))
+        return format_float(float(value))
     if isinstance(value, str):
-        return go_quote(value) if sharp else value
+        return quote(value) if sharp else value
     if isinstance(value, list):
         inner = (", " if sharp else " ").join(_go_value(v, sharp=sharp) for v in value)
         return f"[]interface {{}}{{{inner}}}" if sharp else f"[{inner}]"

@@ -16,21 +16,18 @@ with speed and time left) for create, pull and push.
 from __future__ import annotations
 
 import io
-import json
 import math
 import os
-import struct
 import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
 from typing import IO, Any, Self, TypeGuard
 
 from rich.cells import cell_len, get_character_cell_size
 
-from ollamapy.golang.durations import format_go_duration
+from ollamapy.golang import format_float, format_go_duration, format_number, marshal
 
 __all__ = [
     "COLOR_BOLD",
@@ -44,8 +41,6 @@ __all__ = [
     "format_ps",
     "format_show_info",
     "format_transfer_eta",
-    "go_format_f",
-    "go_format_g",
     "human_bytes",
     "human_duration",
     "human_number",
@@ -168,52 +163,6 @@ def parse_time(value: str | None) -> datetime | None:
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)
     return None if parsed == _GO_ZERO_TIME else parsed
-
-
-def _shortest_digits(x: float) -> tuple[str, int]:
-    """Go's ``decimal`` of a non-zero ``|x|``: shortest round-trip digits (no trailing
-    zeros) and the decimal point position ``dp`` (``|x| = 0.digits * 10**dp``)."""
-    _, digits, exponent = Decimal(repr(abs(x))).as_tuple()
-    if not isinstance(exponent, int):  # pragma: no cover - callers pass finite numbers
-        raise TypeError(x)
-    text = "".join(map(str, digits))
-    return text.rstrip("0"), len(text) + exponent
-
-
-def _fixed(digits: str, point: int) -> str:
-    if point <= 0:
-        return "0." + "0" * -point + digits
-    if point >= len(digits):
-        return digits + "0" * (point - len(digits))
-    return digits[:point] + "." + digits[point:]
-
-
-def go_format_f(x: float) -> str:
-    """Go's ``strconv.FormatFloat(x, 'f', -1, 64)``: shortest digits, never an exponent."""
-    x = float(x)
-    if x == 0 or not math.isfinite(x):
-        return go_format_g(x)
-    sign = "-" if x < 0 else ""
-    return sign + _fixed(*_shortest_digits(x))
-
-
-def go_format_g(x: float) -> str:
-    """Go's ``%g``/``%v`` of a float64: shortest digits, ``e+NN`` form when the exponent
-    is below -4 or at least 6 (``2.68098176e+08``, ``32768``, ``1e-05``)."""
-    x = float(x)
-    if math.isnan(x):
-        return "NaN"
-    if math.isinf(x):
-        return "+Inf" if x > 0 else "-Inf"
-    sign = "-" if math.copysign(1.0, x) < 0 else ""
-    if x == 0:
-        return sign + "0"
-    digits, point = _shortest_digits(x)
-    exp = point - 1
-    if exp < -4 or exp >= 6:
-        mantissa = digits[0] + ("." + digits[1:] if len(digits) > 1 else "")
-        return f"{sign}{mantissa}e{'-' if exp < 0 else '+'}{abs(exp):02d}"
-    return sign + _fixed(digits, point)
 
 
 def _wrap_words(words: list[str], limit: int) -> list[list[str]]:
@@ -380,7 +329,7 @@ def _go_value(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if _is_number(value):
-        return go_format_g(value)
+        return format_float(float(value))
     if isinstance(value, str):
         return value
     if value is None:
@@ -452,7 +401,7 @@ def format_show_info(resp: Mapping[str, Any], verbose: bool = False) -> str:
         for key, label in (("context_length", "context length"), ("embedding_length", "embedding length")):
             value = model_info.get(f"{arch}.{key}")
             if _is_number(value):
-                rows.append(["", label, go_format_f(value)])
+                rows.append(["", label, format_float(float(value), "f")])
     else:
         rows.append(["", "architecture", str(details.get("family", ""))])
         rows.append(["", "parameters", str(details.get("parameter_size", ""))])
@@ -477,7 +426,7 @@ def format_show_info(resp: Mapping[str, Any], verbose: bool = False) -> str:
             for modality in ("vision", "audio"):
                 value = projector.get(f"{arch}.{modality}.{suffix}")
                 if _is_number(value):
-                    rows.append(["", label, go_format_f(value)])
+                    rows.append(["", label, format_float(float(value), "f")])
                     break
         section("Projector", rows)
 
@@ -573,19 +522,13 @@ def thinking_closing_text(plain: bool) -> str:
     return text if plain else COLOR_GREY + COLOR_BOLD + text + COLOR_DEFAULT
 
 
-def _go_json(value: Any) -> str:
-    """Go's ``json.Marshal``: compact, map keys sorted, ``<``, ``>`` and ``&`` escaped."""
-    text = json.dumps(value, separators=(",", ":"), sort_keys=True, ensure_ascii=False)
-    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
-
-
 def render_tool_calls(tool_calls: Sequence[Mapping[str, Any]], plain: bool) -> str:
     """The CLI registers no tools, so a tool call is reported as a call to a missing function."""
     explanation, values = ("", "") if plain else (COLOR_GREY + COLOR_BOLD, COLOR_DEFAULT)
     lines = []
     for call in tool_calls:
         function = call.get("function") or {}
-        arguments = _go_json(function.get("arguments") or {})
+        arguments = marshal(function.get("arguments") or {})
         name = str(function.get("name", ""))
         lines.append(
             f"  Model called a non-existent function '{values}{name}{explanation}()' "
@@ -626,37 +569,9 @@ def format_metrics(metrics: Mapping[str, Any]) -> str:
     return "".join(line + "\n" for line in lines)
 
 
-def _float32(value: float) -> float:
-    return float(struct.unpack("<f", struct.pack("<f", value))[0])
-
-
-_FLOAT32_EXP_BELOW = _float32(1e-6)
-
-
-def _go_json_float32(value: float) -> str:
-    """One float32 as Go's ``encoding/json`` writes it: shortest digits that read back to
-    the same float32, in exponent form only below 1e-6 or from 1e21 (``1e-7``, no ``07``)."""
-    single = _float32(value)
-    if single == 0:
-        return "-0" if math.copysign(1.0, single) < 0 else "0"
-    for precision in range(9):
-        text = f"{single:.{precision}e}"
-        if _float32(float(text)) == single:
-            break
-    mantissa, exponent_text = text.split("e")
-    digits = mantissa.lstrip("-").replace(".", "").rstrip("0") or "0"
-    exponent = int(exponent_text)
-    sign = "-" if single < 0 else ""
-    if abs(single) < _FLOAT32_EXP_BELOW or abs(single) >= 1e21:
-        short = digits[0] + ("." + digits[1:] if len(digits) > 1 else "")
-        exp = f"e-{-exponent}" if -10 < exponent < 0 else f"e{'-' if exponent < 0 else '+'}{abs(exponent):02d}"
-        return sign + short + exp
-    return sign + _fixed(digits, exponent + 1)
-
-
 def format_embedding(vector: Iterable[float]) -> str:
     """An embedding as ``ollama run`` prints it: a JSON array of float32 values."""
-    return "[" + ",".join(_go_json_float32(float(x)) for x in vector) + "]"
+    return "[" + ",".join(format_number(float(x), 32) for x in vector) + "]"
 
 
 # --- progress (Ollama's progress package) ----------------------------------------------

@@ -34,7 +34,7 @@ from prompt_toolkit.key_binding import KeyBindings, KeyPressEvent
 
 from ollamapy import envconfig
 from ollamapy.api.client import Client, ClientError, StatusError
-from ollamapy.api.options import format_parameter_value, go_quote, parse_parameter
+from ollamapy.api.options import format_parameter_value, parse_parameter
 from ollamapy.cli.display import COLOR_DEFAULT, COLOR_GREY, format_list, format_show_info
 from ollamapy.cli.run import (
     RunOptions,
@@ -45,6 +45,7 @@ from ollamapy.cli.run import (
     load_model,
 )
 from ollamapy.errors import InvalidRequest
+from ollamapy.golang import quote as go_quote
 from ollamapy.store.names import ModelName
 
 __all__ = [
