@@ -57,7 +57,7 @@ def running_server(env: dict[str, str]) -> Iterator[str]:
             "OLLAMA_KEEP_ALIVE": "-1",
             **env,
         }
-        subprocess.run([sys.executable, "-m", "ollamapy", "import-default"], env=full_env, check=True, stdout=subprocess.DEVNULL)
+        subprocess.run([sys.executable, "-m", "ollamapy", "import-default", MODEL], env=full_env, check=True, stdout=subprocess.DEVNULL)
         log = open(Path(tmp) / "server.log", "wb")  # noqa: SIM115 (closed below)
         server = subprocess.Popen([sys.executable, "-m", "ollamapy", "serve"], env=full_env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
         try:

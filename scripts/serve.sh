@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Set everything up, import the embedded default model (gemma3:270m) and serve on OLLAMA_HOST.
+# Set everything up, import the embedded default model (smollm2:135m) and serve on OLLAMA_HOST.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh

