@@ -20,17 +20,18 @@ are still parsed and reported, marked as not applicable.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import json
 import logging
 import os
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from ollamapy.golang import NumError, parse_bool, parse_int, parse_uint
 from ollamapy.golang.durations import FOREVER, format_go_duration, parse_go_duration
 
 __all__ = [
@@ -78,11 +79,6 @@ _DEFAULT_LOAD_TIMEOUT = 300.0
 _DEFAULT_SHUTDOWN_GRACE = 10.0
 _DEFAULT_API_VERSION = "0.33.0"
 
-_GO_TRUE = frozenset({"1", "t", "T", "true", "TRUE", "True"})
-_GO_FALSE = frozenset({"0", "f", "F", "false", "FALSE", "False"})
-# At most 20 digits: enough for any 64-bit value, and int() never sees a huge string.
-_GO_INT = re.compile(r"[+-]?[0-9]{1,20}")
-_GO_UINT = re.compile(r"[0-9]{1,20}")
 
 
 # --- primitive readers ---------------------------------------------------------------
@@ -98,19 +94,18 @@ def var(key: str) -> str:
 
 def _go_parse_bool(s: str) -> bool | None:
     """``strconv.ParseBool``: None when ``s`` is not one of Go's spellings."""
-    if s in _GO_TRUE:
-        return True
-    if s in _GO_FALSE:
-        return False
-    return None
+    try:
+        return parse_bool(s)
+    except NumError:
+        return None
 
 
 def _go_parse_int(s: str) -> int | None:
     """``strconv.ParseInt(s, 10, 64)``: None on syntax or range errors."""
-    if not _GO_INT.fullmatch(s):
+    try:
+        return parse_int(s)
+    except NumError:
         return None
-    n = int(s)
-    return n if -(1 << 63) <= n < (1 << 63) else None
 
 
 def _optional_bool(key: str) -> bool | None:
@@ -132,8 +127,8 @@ def uint_var(key: str, default: int) -> int:
     """An unsigned decimal integer; a bad value (``-1``, ``0x10``, ``abc``) warns and gives ``default``."""
     s = var(key)
     if s:
-        if _GO_UINT.fullmatch(s) and int(s) < (1 << 64):
-            return int(s)
+        with contextlib.suppress(NumError):
+            return parse_uint(s)
         _log.warning("invalid environment variable, using default key=%s value=%s default=%s", key, s, default)
     return default
 

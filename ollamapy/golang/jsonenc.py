@@ -73,7 +73,7 @@ def _encode(value: Any, out: list[str], sort_keys: bool) -> None:
     elif isinstance(value, bool):
         out.append("true" if value else "false")
     elif isinstance(value, int):
-        out.append(str(value))
+        out.append(str(int(value)))
     elif isinstance(value, float):
         out.append(format_number(value))
     elif isinstance(value, str):

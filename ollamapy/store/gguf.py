@@ -31,6 +31,7 @@ import numpy as np
 from gguf import GGML_QUANT_SIZES, GGMLQuantizationType, LlamaFileType
 
 from ollamapy.errors import InvalidRequest
+from ollamapy.golang import format_float
 
 __all__ = ["QUANTIZE_FILE_TYPES", "GGUFInfo", "TensorInfo", "file_type_name", "format_parameter_size", "read_gguf"]
 
@@ -431,7 +432,7 @@ class _Cursor:
 
 def _f32_scalar(value: float) -> float:
     """A float32 as the shortest decimal that reads back to it (what Go's JSON prints)."""
-    return float(str(np.float32(value)))
+    return float(format_float(value, "e", -1, 32))
 
 
 def _read_value(cur: _Cursor, vtype: int, key: str) -> Any:

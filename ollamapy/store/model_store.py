@@ -34,6 +34,7 @@ from types import TracebackType
 from typing import Any
 
 from ollamapy.errors import BlobNotFound, InvalidDigest, InvalidModelName, InvalidRequest, ModelNotFound, OllamapyError
+from ollamapy.golang import marshal
 from ollamapy.store.names import ModelName
 
 __all__ = [
@@ -87,18 +88,13 @@ _PARTIAL_MARK = "-partial"
 _PARTIAL_MAX_AGE = 24 * 3600.0
 _CHUNK = 1 << 20
 
-# Go's encoding/json escapes these even inside otherwise verbatim UTF-8 strings.
-_GO_ESCAPES = str.maketrans({"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028", "\u2029": "\\u2029"})
-
-
 def encode_json(obj: Any) -> bytes:
     """Encode as Go's ``json.NewEncoder(w).Encode`` does: compact, HTML-escaped, newline-ended.
 
     Manifests and config blobs are content-addressed, so matching Ollama's bytes means
     the same model gets the same digest whichever server wrote it.
     """
-    text = json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
-    return (text.translate(_GO_ESCAPES) + "\n").encode()
+    return (marshal(obj, sort_keys=False) + "\n").encode()
 
 
 def _digest_hex(digest: str) -> str:
