@@ -11,6 +11,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from ollamapy.api.tools import Tool
@@ -157,10 +158,14 @@ async def render_chat(model: Model, req: ChatRequest, *, think: bool | None, thi
 
 
 def _parsed_template(model: Model) -> Template | None:
-    if not model.template:
-        return None
+    return _parse_template(model.template) if model.template else None
+
+
+@lru_cache(maxsize=32)
+def _parse_template(text: str) -> Template | None:
+    """Parsed once per template text (trees are never modified), not on every request."""
     try:
-        return Template.parse(model.template)
+        return Template.parse(text)
     except TemplateError:
         return None
 
