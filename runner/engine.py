@@ -50,7 +50,7 @@ from ollamapy.api.runner_protocol import (
 from ollamapy.errors import InvalidRequest
 
 from .load import LoadedModel, load_model
-from .sampling import build_sampler
+from .sampling import GrammarGate, build_sampler, grammar_text
 from .textstream import OutputFilter
 
 __all__ = ["MAX_TOKEN_REPEAT", "PREFILL_CHUNK_WHILE_DECODING", "SLOT_PROMPT_SIMILARITY", "BatchEngine", "ChunkSink", "Engine", "Ticket"]
@@ -153,6 +153,8 @@ class _Sequence:
     num_keep: int
     sampler: LlamaSampler
     limit: int
+    gate: GrammarGate | None = None
+    """Until the thinking section ends, the sampler runs without the grammar."""
     slot: _Slot | None = None
     pending: list[int] = field(default_factory=list)
     """Prompt tokens not evaluated yet."""
@@ -286,6 +288,11 @@ class BatchEngine:
             window = prompt[:num_keep] + prompt[num_keep + discard :]
             log.warning("truncating input prompt: limit=%d prompt=%d keep=%d new=%d", n_ctx, len(prompt), num_keep, len(window))
         sampler = build_sampler(self._model.vocab, request, window, n_ctx, self._spec.seed)
+        gate = None
+        if request.format_after and grammar_text(request) is not None:
+            # the full chain above validated the grammar; thinking runs without it
+            gate = GrammarGate(request.format_after)
+            sampler = build_sampler(self._model.vocab, request, window, n_ctx, self._spec.seed, constrained=False)
         ticket = Ticket(self._wake)
         sequence = _Sequence(
             request=request,
@@ -296,6 +303,7 @@ class BatchEngine:
             num_keep=num_keep,
             sampler=sampler,
             limit=self._predict_limit(request.num_predict, n_ctx),
+            gate=gate,
         )
         self._enqueue(sequence)
         return ticket
@@ -538,6 +546,10 @@ class BatchEngine:
             self._finish(sequence, "stop")
             return
         piece = self._piece(token)
+        if sequence.gate is not None and sequence.gate.push(piece):
+            # thinking is over: the grammar constrains the rest (penalties see the output too)
+            sequence.gate = None
+            sequence.sampler = build_sampler(self._model.vocab, request, sequence.window + sequence.generated, self._n_ctx, self._spec.seed)
         key = piece.strip(_WHITESPACE)
         sequence.repeat, sequence.last_key = (sequence.repeat + 1 if key == sequence.last_key else 0), key
         if sequence.repeat > MAX_TOKEN_REPEAT:

@@ -8,6 +8,7 @@ Sampling itself then runs in C (``llama_sampler_sample``) with no per-token Pyth
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 
 from llama_cpp import llama_cpp as llama_lib
 from llama_cpp._internals import LlamaSampler
@@ -16,7 +17,7 @@ from llama_cpp.llama_grammar import JSON_GBNF, json_schema_to_gbnf
 from ollamapy.api.runner_protocol import CompletionRequest
 from ollamapy.errors import InvalidRequest
 
-__all__ = ["build_sampler", "grammar_text"]
+__all__ = ["GrammarGate", "build_sampler", "grammar_text"]
 
 
 def grammar_text(request: CompletionRequest) -> str | None:
@@ -33,12 +34,38 @@ def grammar_text(request: CompletionRequest) -> str | None:
     return None
 
 
+class GrammarGate:
+    """Watches a thinking model's output for the end of its thinking section, where the
+    request's grammar starts to apply (so ``format`` constrains the answer, not the
+    reasoning, as Ollama does)."""
+
+    def __init__(self, markers: Sequence[str]) -> None:
+        self._markers = [m.encode() for m in markers if m]
+        self._keep = max((len(m) for m in self._markers), default=1) - 1
+        self._tail = b""
+
+    def push(self, piece: bytes) -> bool:
+        """Feed one generated token's bytes; True when a marker has just been completed."""
+        text = self._tail + piece
+        if any(m in text for m in self._markers):
+            return True
+        self._tail = text[-self._keep :] if self._keep else b""
+        return False
+
+
 def build_sampler(
-    vocab: llama_lib.llama_vocab_p, request: CompletionRequest, prompt: list[int], n_ctx: int, default_seed: int = -1
+    vocab: llama_lib.llama_vocab_p,
+    request: CompletionRequest,
+    prompt: list[int],
+    n_ctx: int,
+    default_seed: int = -1,
+    *,
+    constrained: bool = True,
 ) -> LlamaSampler:
     """The sampler chain for ``request`` (one per sequence, so each keeps its own seed,
     grammar and penalty state); the prompt's last tokens prime the penalties. A request
-    without a seed gets ``default_seed`` (the load spec's), else a random one."""
+    without a seed gets ``default_seed`` (the load spec's), else a random one. Without
+    ``constrained`` the grammar is left out (until the thinking section ends)."""
     chain = LlamaSampler()
     n_vocab = llama_lib.llama_vocab_n_tokens(vocab)
     last_n = n_ctx if request.repeat_last_n < 0 else request.repeat_last_n
@@ -50,7 +77,7 @@ def build_sampler(
         for token in prompt[-last_n:]:
             llama_lib.llama_sampler_accept(penalties, token)
 
-    grammar = grammar_text(request)
+    grammar = grammar_text(request) if constrained else None
     if grammar is not None:
         sampler = llama_lib.llama_sampler_init_grammar(vocab, grammar.encode(), b"root")
         if not sampler:

@@ -1,8 +1,16 @@
 """Prompt rendering and output parsing for one request, wired to a model and its runner.
 
-The library (``ollamapy.prompt.render``, ``ollamapy.prompt.thinking``, ``ollamapy.prompt.tool_parser``) is pure;
-this module feeds it what a request and a loaded model provide: the model's template and
-layers, its GGUF special tokens, and a token counter backed by the runner's tokenizer.
+The library (``ollamapy.prompt.render``, ``ollamapy.prompt.thinking``, ``ollamapy.prompt.tool_parser``,
+the built-in ``ollamapy.prompt.renderers`` and ``ollamapy.prompt.parsers``) is pure; this
+module feeds it what a request and a loaded model provide: the model's template, layers and
+config, its GGUF special tokens, and a token counter backed by the runner's tokenizer.
+
+A model whose config names a built-in ``renderer`` is rendered by it instead of its
+template; one whose config names a built-in ``parser`` (or a gpt-oss model with a harmony
+template, which Ollama parses with ``harmony`` unasked) has its output split by that
+parser, which is initialised at render time because it may rename the tools the prompt
+shows. Otherwise thinking tags and the tool-call tag come from the model's Go template,
+or from its GGUF Jinja template when it has no Go template.
 """
 
 from __future__ import annotations
@@ -15,12 +23,14 @@ from functools import lru_cache
 from typing import Any
 
 from ollamapy.api.tools import Tool
-from ollamapy.api.types import ChatRequest, GenerateRequest
+from ollamapy.api.types import ChatRequest, GenerateRequest, Message
 from ollamapy.errors import InvalidRequest, TemplateError
 from ollamapy.gotemplate import Template
 from ollamapy.prompt import render as prompt_lib
+from ollamapy.prompt.parsers import Parser, parser_for
+from ollamapy.prompt.renderers import Renderer, renderer_for
 from ollamapy.prompt.thinking import ThinkingParser, chat_template_thinking_tags, infer_thinking_tags
-from ollamapy.prompt.tool_parser import ToolCallParser, tool_call_tag
+from ollamapy.prompt.tool_parser import ToolCallParser, chat_template_tool_tag, tool_call_tag
 from ollamapy.store.model import Model
 from ollamapy.supervisor.scheduler import LoadedRunner
 
@@ -29,10 +39,20 @@ __all__ = ["OutputParser", "RenderedPrompt", "render_chat", "render_generate"]
 log = logging.getLogger("ollamapy.server")
 
 
+_HARMONY_FAMILIES = ("gptoss", "gpt-oss")
+
+
 @dataclass(frozen=True)
 class RenderedPrompt:
+    """A request's prompt and what parsing its output needs."""
+
     text: str
     image_count: int = 0
+    parser: Parser | None = None
+    """The model's built-in parser, initialised for this request."""
+    thinking_end: tuple[str, ...] = ()
+    """With thinking on: texts that end the thinking section, after which a ``format``
+    grammar applies (the runner's ``format_after``)."""
 
 
 def _think_value(think: bool | None, level: str | None) -> Any:
@@ -97,31 +117,109 @@ def _common(model: Model, runner: LoadedRunner | None, loop: asyncio.AbstractEve
     }
 
 
+def _builtin_parser(model: Model) -> Parser | None:
+    """The model's built-in parser: its config's ``parser``, else ``harmony`` for a gpt-oss
+    model whose template writes harmony's tags (as Ollama decides)."""
+    name = model.config.get("parser") or ""
+    template = model.template or ""
+    if not name and model.config.get("model_family", "") in _HARMONY_FAMILIES and "<|start|>" in template and "<|end|>" in template:
+        name = "harmony"
+    parser = parser_for(name)
+    if parser is None and name:
+        log.debug("model %s: unknown parser %r, parsing by its template", model.short_name, name)
+    return parser
+
+
+def _builtin_renderer(model: Model) -> Renderer | None:
+    name = model.config.get("renderer") or ""
+    renderer = renderer_for(name)
+    if renderer is None and name:
+        log.debug("model %s: unknown renderer %r, rendering its template", model.short_name, name)
+    return renderer
+
+
+def _thinking_tags(model: Model) -> tuple[str, str] | None:
+    """The model's thinking tags: from its Go template, else its GGUF Jinja template."""
+    template = _parsed_template(model)
+    tags = infer_thinking_tags(template) if template else None
+    if tags is None and model.gguf is not None:
+        tags = chat_template_thinking_tags(model.gguf.chat_template)
+    return tags
+
+
+def _thinking_end(parser: Parser | None, model: Model, think: bool | None) -> tuple[str, ...]:
+    if not think:
+        return ()
+    if parser is not None:
+        return tuple(parser.thinking_end())
+    tags = _thinking_tags(model)
+    return (tags[1],) if tags else ()
+
+
+RenderFn = Callable[[list[Tool] | None], prompt_lib.RenderResult]
+"""Renders a request's prompt showing these tools (the built-in parser may rename them)."""
+
+
+def _by_renderer(model: Model, renderer: Renderer, messages: list[Message], think: Any) -> RenderFn:
+    """Rendering by the model's built-in renderer; a leading BOS it writes is dropped
+    (the runner's tokenizer adds it)."""
+    bos, _ = _special_tokens(model)
+
+    def render(tools: list[Tool] | None) -> prompt_lib.RenderResult:
+        text = renderer.render(messages, tools or [], think)
+        if bos and text.startswith(bos):
+            text = text[len(bos) :]
+        return prompt_lib.RenderResult(text, tuple(i for m in messages for i in m.images or ()))
+
+    return render
+
+
+async def _render_with(model: Model, last: Message | None, tools: list[Tool] | None, think: Any, render: RenderFn) -> RenderedPrompt:
+    """Render in a worker thread, with the built-in parser (if any) initialised first."""
+    parser = _builtin_parser(model)
+    if parser is not None:
+        renamed = parser.init(tools or [], last, think)
+        tools = renamed if tools is not None else None
+    result = await asyncio.to_thread(render, tools)
+    log.debug("rendered prompt model=%s prompt=%r", model.short_name, result.prompt)
+    return RenderedPrompt(result.prompt, result.image_count, parser, _thinking_end(parser, model, bool(think)))
+
+
 async def render_generate(model: Model, req: GenerateRequest, *, think: bool | None, think_level: str | None, runner: LoadedRunner | None) -> RenderedPrompt:
     """The prompt for ``/api/generate`` (``raw`` sends the prompt as it is)."""
     if req.raw:
         return _rendered(model, req.prompt, len(req.images or []))
+    think_value = _think_value(think, think_level)
+    renderer = _builtin_renderer(model)
+    if renderer is not None and not req.suffix and not req.template and req.context is None:
+        messages = prompt_lib.generate_messages(
+            req.prompt, system=req.system or None, images=req.images or [], model_system=model.system, model_messages=model.messages
+        )
+        return await _render_with(model, None, None, think_value, _by_renderer(model, renderer, messages, think_value))
     context_text = None
     if req.context is not None and runner is not None:
         context_text = await runner.handle.detokenize(req.context)  # type: ignore[attr-defined]
     loop = asyncio.get_running_loop()
-    result = await asyncio.to_thread(
-        prompt_lib.render_generate,
-        model.template,
-        prompt=req.prompt,
-        system=req.system or None,
-        suffix=req.suffix or None,
-        images=req.images or [],
-        model_system=model.system,
-        model_messages=model.messages,
-        context_text=context_text,
-        request_template=req.template or None,
-        think=_think_value(think, think_level),
-        truncate=req.truncate is not False,
-        **_common(model, runner, loop),
-    )
-    await _check_fits(runner, result.prompt, req.truncate)
-    return _rendered(model, result.prompt, result.image_count)
+
+    def by_template(_: list[Tool] | None) -> prompt_lib.RenderResult:
+        return prompt_lib.render_generate(
+            model.template,
+            prompt=req.prompt,
+            system=req.system or None,
+            suffix=req.suffix or None,
+            images=req.images or [],
+            model_system=model.system,
+            model_messages=model.messages,
+            context_text=context_text,
+            request_template=req.template or None,
+            think=think_value,
+            truncate=req.truncate is not False,
+            **_common(model, runner, loop),
+        )
+
+    rendered = await _render_with(model, None, None, think_value, by_template)
+    await _check_fits(runner, rendered.text, req.truncate)
+    return rendered
 
 
 def _rendered(model: Model, text: str, image_count: int) -> RenderedPrompt:
@@ -130,8 +228,9 @@ def _rendered(model: Model, text: str, image_count: int) -> RenderedPrompt:
     return RenderedPrompt(text, image_count)
 
 
-def _tools(req: ChatRequest) -> list[Tool]:
-    return [Tool.model_validate(t) for t in req.tools or []]
+def _tools(req: ChatRequest) -> list[Tool] | None:
+    """The request's tools; None without any (the template's ``.Tools`` is then nil)."""
+    return [Tool.model_validate(t) for t in req.tools] if req.tools else None
 
 
 async def render_chat(model: Model, req: ChatRequest, *, think: bool | None, think_level: str | None, runner: LoadedRunner | None) -> RenderedPrompt:
@@ -144,17 +243,23 @@ async def render_chat(model: Model, req: ChatRequest, *, think: bool | None, thi
         model_name=model.name.model,
     )
     loop = asyncio.get_running_loop()
-    result = await asyncio.to_thread(
-        prompt_lib.render_chat,
-        model.template,
-        messages,
-        tools=_tools(req),
-        think=_think_value(think, think_level),
-        truncate=req.truncate is not False,
-        **_common(model, runner, loop),
-    )
-    await _check_fits(runner, result.prompt, req.truncate)
-    return _rendered(model, result.prompt, result.image_count)
+    think_value = _think_value(think, think_level)
+
+    def by_template(tools: list[Tool] | None) -> prompt_lib.RenderResult:
+        return prompt_lib.render_chat(
+            model.template,
+            messages,
+            tools=tools,
+            think=think_value,
+            truncate=req.truncate is not False,
+            **_common(model, runner, loop),
+        )
+
+    renderer = _builtin_renderer(model)
+    render = _by_renderer(model, renderer, messages, think_value) if renderer is not None else by_template
+    rendered = await _render_with(model, messages[-1] if messages else None, _tools(req), think_value, render)
+    await _check_fits(runner, rendered.text, req.truncate)
+    return rendered
 
 
 def _parsed_template(model: Model) -> Template | None:
@@ -171,37 +276,45 @@ def _parse_template(text: str) -> Template | None:
 
 
 class OutputParser:
-    """Routes generated text to thinking, content and tool calls, streaming."""
+    """Routes generated text to thinking, content and tool calls, streaming: through the
+    model's built-in parser when it has one, else the template-derived thinking and
+    tool-call parsers."""
 
-    def __init__(self, thinking: ThinkingParser | None, tools: ToolCallParser | None) -> None:
+    def __init__(self, thinking: ThinkingParser | None, tools: ToolCallParser | None, builtin: Parser | None = None) -> None:
         self.thinking = thinking
         self.tools = tools
+        self.builtin = builtin
 
     @staticmethod
     def _thinking_parser(model: Model, rendered: RenderedPrompt, think: bool | None) -> ThinkingParser | None:
-        if not think:
-            return None
-        template = _parsed_template(model)
-        tags = infer_thinking_tags(template) if template else None
-        if tags is None and model.gguf is not None:
-            tags = chat_template_thinking_tags(model.gguf.chat_template)
+        tags = _thinking_tags(model) if think else None
         return ThinkingParser.for_prompt(tags[0], tags[1], rendered.text) if tags else None
 
     @classmethod
     def for_generate(cls, model: Model, rendered: RenderedPrompt, *, think: bool | None) -> OutputParser:
+        if rendered.parser is not None:
+            return cls(None, None, rendered.parser)
         return cls(cls._thinking_parser(model, rendered, think), None)
 
     @classmethod
     def for_chat(cls, model: Model, rendered: RenderedPrompt, *, think: bool | None, tools: list[dict[str, Any]] | None) -> OutputParser:
+        if rendered.parser is not None:
+            return cls(None, None, rendered.parser)
         tool_parser = None
         if tools:
             template = _parsed_template(model)
-            tag = tool_call_tag(template) if template else "{"
+            if template is not None:
+                tag = tool_call_tag(template)
+            else:
+                tag = chat_template_tool_tag(model.gguf.chat_template if model.gguf else None)
             tool_parser = ToolCallParser([Tool.model_validate(t) for t in tools], tag)
         return cls(cls._thinking_parser(model, rendered, think), tool_parser)
 
     def add(self, text: str, *, final: bool) -> tuple[str, str, list[dict[str, Any]]]:
         """Feed generated text; return (thinking, content, tool calls) ready to send."""
+        if self.builtin is not None:
+            parsed = self.builtin.add(text, final)
+            return parsed.thinking, parsed.content, [call.model_dump(exclude_none=True) for call in parsed.calls]
         thinking, content = self.thinking.add(text) if self.thinking else ("", text)
         calls: list[dict[str, Any]] = []
         if self.tools is not None:

@@ -106,6 +106,9 @@ class CompletionRequest(SamplingOptions):
     """A GBNF grammar constraining the output."""
     format: Literal["json"] | dict[str, Any] | None = None
     """``"json"`` (any JSON object) or a JSON schema object; turned into a grammar."""
+    format_after: list[str] | None = None
+    """Texts that end the thinking section: the ``grammar``/``format`` constrains only
+    what is generated after one of them (None or empty: from the first token)."""
     shift: bool = True
     """When prompt + output reach num_ctx: shift the context (True) or stop with ``length``."""
     logprobs: bool = False
