@@ -100,7 +100,7 @@ async def _check_fits(runner: LoadedRunner | None, text: str, truncate: bool | N
     num_ctx = runner.options.num_ctx or 0
     if len(text.encode()) + 2 <= num_ctx:
         return
-    tokens = await runner.handle.tokenize(text, add_special=True)  # type: ignore[attr-defined]
+    tokens = await runner.handle.tokenize(text, add_special=True)
     if len(tokens) >= num_ctx:
         raise InvalidRequest(prompt_lib.PROMPT_TOO_LONG)
 
@@ -198,7 +198,7 @@ async def render_generate(model: Model, req: GenerateRequest, *, think: bool | N
         return await _render_with(model, None, None, think_value, _by_renderer(model, renderer, messages, think_value))
     context_text = None
     if req.context is not None and runner is not None:
-        context_text = await runner.handle.detokenize(req.context)  # type: ignore[attr-defined]
+        context_text = await runner.handle.detokenize(req.context)
     loop = asyncio.get_running_loop()
 
     def by_template(_: list[Tool] | None) -> prompt_lib.RenderResult:
