@@ -81,7 +81,7 @@ def _token_counter(runner: LoadedRunner | None, loop: asyncio.AbstractEventLoop)
     """
     if runner is None:
         return None
-    handle: Any = runner.handle
+    handle = runner.handle
     num_ctx = runner.options.num_ctx or 0
 
     def count(text: str) -> int:
