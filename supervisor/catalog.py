@@ -5,14 +5,28 @@ A service both APIs share, so neither route module imports the other.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from ollamapy.api.types import ListModel, ListResponse
-from ollamapy.store.model import details_from_config
+from ollamapy.errors import OllamapyError
+from ollamapy.store.model import details_from_config, load_model
 from ollamapy.store.model_store import ModelStore
+from ollamapy.store.names import ModelName
 from ollamapy.supervisor.routes.http_util import rfc3339
 
 __all__ = ["list_models"]
+
+log = logging.getLogger("ollamapy.server")
+
+
+def _capabilities(store: ModelStore, name: ModelName) -> list[str] | None:
+    """What ``/api/show`` lists for the model; None (field left out) if it cannot be read."""
+    try:
+        return load_model(store, name).capabilities()
+    except (OllamapyError, OSError) as exc:
+        log.warning("capabilities of %s: %s", name.display_shortest(), exc)
+        return None
 
 
 def list_models(store: ModelStore) -> dict[str, Any]:
@@ -28,6 +42,7 @@ def list_models(store: ModelStore) -> dict[str, Any]:
                 size=item.size,
                 digest=item.digest,
                 details=details_from_config(store.read_config(item.manifest)),
+                capabilities=_capabilities(store, item.name),
             )
         )
     return ListResponse(models=models).model_dump(exclude_none=True)

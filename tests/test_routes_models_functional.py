@@ -401,3 +401,52 @@ async def test_default_model_import_on_gemma(client: TestClient, models_dir: Pat
     assert "<start_of_turn>" in show["template"]
     assert '"<end_of_turn>"' in show["parameters"]
     assert show["capabilities"] == ["completion"]
+
+
+# --- show: tensors and projector; tags: capabilities ------------------------------------
+
+
+def _write_projector(path: Path) -> Path:
+    """A header-only CLIP projector GGUF, as llama.cpp's mmproj files are typed."""
+    import gguf
+    import numpy as np
+
+    writer = gguf.GGUFWriter(str(path), "clip")
+    writer.add_type("mmproj")
+    writer.add_uint32("clip.vision.block_count", 2)
+    writer.add_uint32("clip.vision.embedding_length", 32)
+    writer.add_tensor("v.patch_embd.weight", np.zeros((4, 8), dtype=np.float32))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return path
+
+
+async def test_show_verbose_lists_tensors_as_ollama(client: TestClient, tiny_gguf: Path) -> None:
+    await _create_tiny(client, tiny_gguf)
+    plain = await (await client.post("/api/show", json={"model": "tiny"})).json()
+    assert "tensors" not in plain and "projector_info" not in plain
+    verbose = await (await client.post("/api/show", json={"model": "tiny", "verbose": True})).json()
+    tensors = {t["name"]: t for t in verbose["tensors"]}
+    assert tensors["token_embd.weight"]["type"] == "F32"
+    assert tensors["token_embd.weight"]["shape"] == [64, len(verbose["model_info"]["tokenizer.ggml.tokens"])]  # GGUF order, ne[0] first
+    assert tensors["blk.0.attn_norm.weight"] == {"name": "blk.0.attn_norm.weight", "type": "F32", "shape": [64]}
+
+
+async def test_show_fills_projector_info_from_the_projector_header(client: TestClient, tiny_gguf: Path, tmp_path: Path) -> None:
+    model = await _upload(client, tiny_gguf)
+    projector = await _upload(client, _write_projector(tmp_path / "mmproj.gguf"))
+    await _create(client, {"model": "seeing", "files": {"model.gguf": model, "mmproj.gguf": projector}})
+    show = await (await client.post("/api/show", json={"model": "seeing"})).json()
+    assert show["projector_info"]["general.architecture"] == "clip"
+    assert show["projector_info"]["clip.vision.embedding_length"] == 32
+    assert show["projector_info"]["general.parameter_count"] == 32
+    assert "vision" in show["capabilities"]
+
+
+async def test_tags_entries_carry_the_capabilities_show_lists(client: TestClient, tiny_gguf: Path, tiny_embed_gguf: Path) -> None:
+    await _create_tiny(client, tiny_gguf, template="{{ if .Tools }}tools{{ end }}{{ .Prompt }}")
+    await _create_tiny(client, tiny_embed_gguf, name="embedder")
+    body = await (await client.get("/api/tags")).json()
+    assert {m["name"]: m["capabilities"] for m in body["models"]} == {"tiny:latest": ["completion", "tools"], "embedder:latest": ["embedding"]}

@@ -17,6 +17,7 @@ from ollamapy.api.options import format_parameters
 from ollamapy.api.types import CopyRequest, CreateRequest, DeleteRequest, ShowRequest, ShowResponse
 from ollamapy.errors import BlobNotFound, InvalidRequest, ModelNotFound
 from ollamapy.store import create as model_create
+from ollamapy.store.gguf import read_gguf
 from ollamapy.store.model import find_model
 from ollamapy.store.model_store import ModelStore
 from ollamapy.store.modelfile import format_show_modelfile
@@ -69,6 +70,8 @@ def _show(store: ModelStore, req: ShowRequest) -> dict[str, Any]:
         details=model.details(),
         messages=model.messages or None,
         model_info=info.model_info(req.verbose) if info else {},
+        projector_info=read_gguf(model.projector_paths[0]).model_info(req.verbose) if model.projector_paths else None,
+        tensors=[{"name": t.name, "type": t.type_name, "shape": list(t.shape)} for t in info.tensors] if info and req.verbose else None,
         capabilities=model.capabilities(),
         modified_at=rfc3339(model.modified_at),
         requires=model.config.get("requires") or None,
