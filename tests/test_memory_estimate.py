@@ -19,7 +19,6 @@ from ollamapy.supervisor.placement.memory_estimate import (
     MIB,
     MINIMUM_MEMORY,
     estimate_memory,
-    format_bytes,
     measured_memory,
 )
 from ollamapy.testing.tiny_gguf import TinyModelSpec, write_tiny_gguf
@@ -183,14 +182,6 @@ def test_vision_tensors_inside_the_model_count_as_projector(tmp_path: Path) -> N
     tensors = {"token_embd.weight": (4, 8), "v.blk.0.attn_q.weight": (8, 8), "mm.0.weight": (8, 8)}
     est = estimate_memory(read_gguf(write_gguf(tmp_path / "vision.gguf", "llama", kv, tensors)), num_ctx=64)
     assert est.projector == 2 * 64 * 4
-
-
-@pytest.mark.parametrize(
-    ("n", "text"),
-    [(0, "0 B"), (1023, "1023 B"), (457 * MIB, "457.0 MiB"), (5_798_205_849, "5.4 GiB"), (3 << 40, "3.0 TiB")],
-)
-def test_format_bytes(n: int, text: str) -> None:
-    assert format_bytes(n) == text
 
 
 # --- against llama.cpp --------------------------------------------------------------------

@@ -34,7 +34,8 @@ from typing import Annotated, Any, Literal, Protocol
 import psutil
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
-from ollamapy.supervisor.placement.memory_estimate import GIB, format_bytes
+from ollamapy.supervisor.placement.memory_estimate import GIB
+from ollamapy.units import format_bytes
 
 __all__ = [
     "AmdBackend",

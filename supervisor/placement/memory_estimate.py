@@ -37,7 +37,6 @@ __all__ = [
     "MeasuredMemory",
     "MemoryEstimate",
     "estimate_memory",
-    "format_bytes",
     "measured_memory",
 ]
 
@@ -58,16 +57,6 @@ def _row_bytes(ggml_type: GGMLQuantizationType, n: int) -> int:
     """``ggml_row_size``: bytes of ``n`` elements of a (possibly block-quantized) type."""
     block, size = GGML_QUANT_SIZES[ggml_type]
     return size * math.ceil(n / block)
-
-
-def format_bytes(n: int) -> str:
-    """Binary units with one decimal (``5.4 GiB``, ``457.0 MiB``), as Ollama's logs print sizes."""
-    value = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if abs(value) < 1024:
-            return f"{int(value)} B" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{value:.1f} TiB"
 
 
 @dataclass(frozen=True)

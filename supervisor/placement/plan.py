@@ -42,12 +42,8 @@ from ollamapy.errors import InvalidRequest, OllamapyError
 from ollamapy.kv_cache import KV_FALLBACK_WARNING
 from ollamapy.store.gguf import GGUFInfo
 from ollamapy.supervisor.placement.gpu_probe import GpuInfo, Inventory, Vendor
-from ollamapy.supervisor.placement.memory_estimate import (
-    GIB,
-    MemoryEstimate,
-    estimate_memory,
-    format_bytes,
-)
+from ollamapy.supervisor.placement.memory_estimate import GIB, MemoryEstimate, estimate_memory
+from ollamapy.units import format_bytes
 
 log = logging.getLogger("ollamapy.placement")
 
