@@ -1,8 +1,10 @@
-"""Operations: /metrics, /api/ready, the access log, and graceful shutdown of a real server."""
+"""Operations: /metrics, /api/ready, the access log, and graceful shutdown of a real server
+(native NDJSON and OpenAI SSE streams alike)."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -10,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -95,34 +98,134 @@ async def _wait_up(base: str, proc: subprocess.Popen[bytes]) -> None:
     raise AssertionError("server did not start")
 
 
-async def test_sigterm_finishes_short_streams_ends_long_ones_and_leaves_no_child(tmp_path: Path, tiny_gguf: Path) -> None:
+@contextlib.asynccontextmanager
+async def _server(tmp_path: Path, tiny_gguf: Path, grace: str) -> AsyncIterator[tuple[str, subprocess.Popen[bytes], aiohttp.ClientSession]]:
+    """``ollamapy serve`` in its own process with ``tiny`` created, and a session to it."""
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    env = {**os.environ, "OLLAMA_HOST": f"127.0.0.1:{port}", "OLLAMA_MODELS": str(tmp_path / "models"), "OLLAMAPY_SHUTDOWN_GRACE": "2s"}
+    env = {**os.environ, "OLLAMA_HOST": f"127.0.0.1:{port}", "OLLAMA_MODELS": str(tmp_path / "models"), "OLLAMAPY_SHUTDOWN_GRACE": grace, "OLLAMA_CONTEXT_LENGTH": "4096"}
     proc = subprocess.Popen([sys.executable, "-m", "ollamapy", "serve"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         await _wait_up(base, proc)
         async with aiohttp.ClientSession() as session:
             await create_model(session, "tiny", tiny_gguf, base=base, template="{{ .Prompt }}")
-            # an endless JSON array of booleans: no end-of-sequence, no token repeated in a row
-            endless = {"type": "array", "items": {"type": "boolean"}, "minItems": 100_000}
-            long_body = {"model": "tiny", "prompt": "x", "format": endless, "options": {"num_predict": 1_000_000, "num_ctx": 4096}}
-            long_resp = await session.post(f"{base}/api/generate", json=long_body)
-            await long_resp.content.readline()
-            children = psutil.Process(proc.pid).children(recursive=True)
-            assert children, "a runner should be running"
-            started = time.monotonic()
-            proc.send_signal(signal.SIGTERM)
-            lines = [json.loads(line) for line in (await long_resp.read()).decode().splitlines() if line.strip()]
-            assert lines[-1] == {"error": "server is shutting down"}
-            assert time.monotonic() - started >= 1.5  # it was given the grace period
-        assert await asyncio.to_thread(proc.wait, 30) == 0
-        for child in children:
-            assert not child.is_running() or child.status() == psutil.STATUS_ZOMBIE
+            yield base, proc, session
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+# an endless JSON array of booleans: no end-of-sequence, no token repeated in a row
+ENDLESS = {"type": "array", "items": {"type": "boolean"}, "minItems": 100_000}
+
+
+def _sse_chat(max_tokens: int) -> dict[str, Any]:
+    return {
+        "model": "tiny",
+        "messages": [{"role": "user", "content": "x"}],
+        "stream": True,
+        "max_tokens": max_tokens,
+        "response_format": {"type": "json_schema", "json_schema": {"name": "endless", "schema": ENDLESS}},
+    }
+
+
+def _sse_frames(body: bytes) -> list[str]:
+    """The ``data:`` payloads of an SSE body, checked to be nothing but ``data:`` frames."""
+    frames = body.decode().split("\n\n")
+    assert frames[-1] == ""
+    assert all(frame.startswith("data: ") for frame in frames[:-1])
+    return [frame[len("data: "):] for frame in frames[:-1]]
+
+
+async def test_sigterm_finishes_short_streams_ends_long_ones_and_leaves_no_child(tmp_path: Path, tiny_gguf: Path) -> None:
+    async with _server(tmp_path, tiny_gguf, "2s") as (base, proc, session):
+        long_body = {"model": "tiny", "prompt": "x", "format": ENDLESS, "options": {"num_predict": 1_000_000, "num_ctx": 4096}}
+        long_resp = await session.post(f"{base}/api/generate", json=long_body)
+        await long_resp.content.readline()
+        children = psutil.Process(proc.pid).children(recursive=True)
+        assert children, "a runner should be running"
+        started = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        lines = [json.loads(line) for line in (await long_resp.read()).decode().splitlines() if line.strip()]
+        assert lines[-1] == {"error": "server is shutting down"}
+        assert time.monotonic() - started >= 1.5  # it was given the grace period
+        assert await asyncio.to_thread(proc.wait, 30) == 0
+    for child in children:
+        assert not child.is_running() or child.status() == psutil.STATUS_ZOMBIE
+
+
+async def test_sigterm_lets_an_openai_stream_finish_within_the_grace_period(tmp_path: Path, tiny_gguf: Path) -> None:
+    async with _server(tmp_path, tiny_gguf, "10m") as (base, proc, session):
+        resp = await session.post(f"{base}/v1/chat/completions", json=_sse_chat(400))
+        assert resp.status == 200 and resp.headers["Content-Type"] == "text/event-stream"
+        first = await resp.content.readuntil(b"\n\n")
+        proc.send_signal(signal.SIGTERM)
+        frames = _sse_frames(first + await resp.read())
+        assert frames[-1] == "[DONE]"
+        chunks = [json.loads(frame) for frame in frames[:-1]]
+        assert chunks[-1]["choices"][0]["finish_reason"] == "length"  # all 400 tokens were generated
+        assert await asyncio.to_thread(proc.wait, 60) == 0
+
+
+async def test_sigterm_ends_an_openai_stream_with_an_error_event_after_the_grace_period(tmp_path: Path, tiny_gguf: Path) -> None:
+    async with _server(tmp_path, tiny_gguf, "1s") as (base, proc, session):
+        resp = await session.post(f"{base}/v1/chat/completions", json=_sse_chat(1_000_000))
+        first = await resp.content.readuntil(b"\n\n")
+        proc.send_signal(signal.SIGTERM)
+        frames = _sse_frames(first + await resp.read())
+        assert json.loads(frames[-1]) == {"error": {"message": "server is shutting down", "type": "api_error", "param": None, "code": None}}
+        assert "[DONE]" not in frames
+        assert await asyncio.to_thread(proc.wait, 30) == 0
+
+
+class _AccessLines(logging.Handler):
+    """The ``ollamapy.access`` lines; ``next_line`` waits for the next one to be written."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lines: asyncio.Queue[str] = asyncio.Queue()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.put_nowait(record.getMessage())
+
+    async def next_line(self) -> str:
+        return await asyncio.wait_for(self.lines.get(), timeout=60)
+
+
+@pytest.fixture
+def access_lines() -> Iterator[_AccessLines]:
+    handler = _AccessLines()
+    logger = logging.getLogger("ollamapy.access")
+    logger.addHandler(handler)
+    level = logger.level
+    logger.setLevel(logging.INFO)
+    try:
+        yield handler
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+
+
+async def test_the_access_log_names_the_model_and_tokens_of_an_sse_stream(client: TestClient, access_lines: _AccessLines) -> None:
+    body = {"model": "tiny", "messages": [{"role": "user", "content": "hi"}], "stream": True, "max_tokens": 3, "stream_options": {"include_usage": True}}
+    frames = _sse_frames(await (await client.post("/v1/chat/completions", json=body)).read())
+    usage = json.loads(frames[-2])["usage"]
+    line = await access_lines.next_line()
+    assert "method=POST route=/v1/chat/completions model=tiny status=200" in line
+    assert f"prompt_tokens={usage['prompt_tokens']} eval_tokens={usage['completion_tokens']}" in line
+    assert usage["completion_tokens"] == 3 and usage["prompt_tokens"] > 0
+
+
+async def test_an_abandoned_stream_is_logged_with_its_status_and_releases_the_runner(client: TestClient, access_lines: _AccessLines) -> None:
+    resp = await client.post("/v1/chat/completions", json=_sse_chat(1_000_000))
+    assert resp.status == 200
+    await resp.content.readuntil(b"\n\n")
+    resp.close()  # the client goes away mid-stream
+    line = await access_lines.next_line()
+    assert "route=/v1/chat/completions model=tiny status=200" in line and line.endswith(" cancelled=true")
+    [runner] = client.app[SCHEDULER].loaded()
+    assert runner.ref_count == 0  # the lease was released when the stream ended
 
 
 async def test_debug_level_logs_the_rendered_prompt(client: TestClient, caplog: pytest.LogCaptureFixture) -> None:

@@ -244,3 +244,17 @@ async def test_a_client_that_leaves_before_the_headers_is_logged_499(aiohttp_cli
         await (await client.post("/test/stream")).read()
     line = await access_log.wait()
     assert "route=/test/stream model=- status=499" in line and line.endswith(" cancelled=true")
+
+
+async def test_a_connection_lost_while_reading_the_request_is_logged_499(aiohttp_client: Any, models_dir: Path, access_log: AccessLog) -> None:
+    app = create_app(models_dir)
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        raise ConnectionResetError("Connection lost")  # what reading the body of a client that left raises
+
+    app.router.add_post("/test/upload", handler)
+    client = await aiohttp_client(app)
+    resp = await client.post("/test/upload")
+    assert resp.status == 499  # nobody is left to read it, but it is the status logged
+    line = await access_log.wait()
+    assert "route=/test/upload model=- status=499" in line and line.endswith(" cancelled=true")
