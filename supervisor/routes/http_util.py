@@ -39,6 +39,7 @@ RequestT = TypeVar("RequestT", bound=BaseModel)
 _SPACE = re.compile(rb"[ \t\r\n]*")
 _STRING_PREFIX = re.compile(rb'"(?:[^"\\\x00-\x1f]+|\\["\\/bfnrt]|\\u[0-9a-fA-F]{4})*')
 _DIGITS = re.compile(rb"[0-9]*")
+_HEX_DIGITS = b"0123456789abcdefABCDEF"
 _LITERALS = {ord("t"): b"true", ord("f"): b"false", ord("n"): b"null"}
 _GO_ESCAPES = {0x07: "\\a", 0x08: "\\b", 0x0C: "\\f", 0x0A: "\\n", 0x0D: "\\r", 0x09: "\\t", 0x0B: "\\v", 0x5C: "\\\\"}
 _MAX_DEPTH = 10000
@@ -86,17 +87,15 @@ class _GoScanner:
     def string(self, pos: int) -> int:
         match = _STRING_PREFIX.match(self.body, pos)
         end = match.end() if match else pos + 1
-        byte = self.at(end)
+        byte = self.at(end)  # what stopped the valid prefix: the closing quote, or an error
         if byte == ord('"'):
             return end + 1
         if byte != ord("\\"):
             raise _syntax_error(byte, "in string literal")
         if self.at(end + 1) != ord("u"):
             raise _syntax_error(self.body[end + 1], "in string escape code")
-        for offset in range(2, 6):
-            if chr(self.at(end + offset)) not in "0123456789abcdefABCDEF":
-                raise _syntax_error(self.body[end + offset], "in \\u hexadecimal character escape")
-        raise AssertionError("unreachable: a valid escape matches the string pattern")
+        bad = next(offset for offset in range(2, 6) if self.at(end + offset) not in _HEX_DIGITS)
+        raise _syntax_error(self.body[end + bad], "in \\u hexadecimal character escape")
 
     def digits(self, pos: int, context: str) -> int:
         """One or more digits: the first is required (else ``context``), then any more."""
