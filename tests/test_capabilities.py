@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from aiohttp.test_utils import TestClient
 
 from ollamapy.store.capabilities import (
     chat_template_capabilities,
     model_capabilities,
+    parser_capabilities,
     template_capabilities,
 )
 from ollamapy.store.default_model import GEMMA3_TEMPLATE
 from ollamapy.store.gguf import read_gguf
+from ollamapy.supervisor.app import create_app
 from ollamapy.testing.tiny_gguf import TinyModelSpec, write_tiny_gguf
 from tests.test_thinking import QWEN3_TEMPLATE
 
@@ -124,3 +128,67 @@ def test_model_without_weights_uses_config_and_template() -> None:
     assert model_capabilities(
         _model(None, TOOLS_TEMPLATE, capabilities=["completion"])
     ) == ["completion", "tools"]
+
+
+# --- built-in parsers -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("parser", "caps"),
+    [
+        (None, []),
+        ("", []),
+        ("no-such-parser", []),
+        ("harmony", ["tools", "thinking"]),
+        ("qwen3-coder", ["tools"]),
+        ("qwen3", ["tools"]),
+        ("qwen3-thinking", ["tools", "thinking"]),
+        ("qwen3.5", ["tools", "thinking"]),
+        ("qwen3-vl-instruct", ["tools"]),
+        ("qwen3-vl-thinking", ["tools", "thinking"]),
+        ("deepseek3", ["tools", "thinking"]),
+    ],
+)
+def test_parser_capabilities(parser: str | None, caps: list[str]) -> None:
+    assert parser_capabilities(parser) == caps
+
+
+@pytest.mark.parametrize(
+    ("parser", "template", "caps"),
+    [
+        ("harmony", "{{ .Prompt }}", ["completion", "tools", "thinking"]),
+        ("harmony", None, ["completion", "tools", "thinking"]),
+        ("qwen3-coder", "{{ .Prompt }}", ["completion", "tools"]),
+        ("qwen3-coder", FIM_TEMPLATE, ["completion", "tools", "insert"]),
+        ("deepseek3", TOOLS_TEMPLATE, ["completion", "tools", "thinking"]),
+        ("qwen3-thinking", QWEN3_TEMPLATE, ["completion", "tools", "thinking"]),
+        ("unknown", "{{ .Prompt }}", ["completion"]),
+    ],
+)
+def test_a_parser_adds_what_it_parses_whatever_the_template(
+    tiny_gguf: Path, parser: str, template: str | None, caps: list[str]
+) -> None:
+    assert model_capabilities(_model(tiny_gguf, template, parser=parser)) == caps
+
+
+@pytest.fixture
+async def client(aiohttp_client: Any, models_dir: Path) -> TestClient:
+    return await aiohttp_client(create_app(models_dir))
+
+
+async def test_show_lists_parser_capabilities(client: TestClient, tiny_gguf: Path) -> None:
+    data = tiny_gguf.read_bytes()
+    digest = "sha256:" + hashlib.sha256(data).hexdigest()
+    assert (await client.post(f"/api/blobs/{digest}", data=data)).status in (200, 201)
+    for name, parser in (("oss", "harmony"), ("coder", "qwen3-coder"), ("plain", "")):
+        body = {"model": name, "files": {"tiny.gguf": digest}, "template": "{{ .Prompt }}", "parser": parser, "stream": False}
+        assert (await client.post("/api/create", json=body)).status == 200
+    shown = {}
+    for name in ("oss", "coder", "plain"):
+        response = await client.post("/api/show", json={"model": name})
+        shown[name] = (await response.json())["capabilities"]
+    assert shown == {
+        "oss": ["completion", "tools", "thinking"],
+        "coder": ["completion", "tools"],
+        "plain": ["completion"],
+    }

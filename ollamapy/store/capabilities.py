@@ -4,8 +4,10 @@
 projector); ``tools``, ``insert`` and ``thinking`` from the template the model is
 rendered with: its Go TEMPLATE (uses ``.Tools``; uses ``.Suffix``; thinking tags
 inferable around ``.Thinking``) or, for a model without one, its GGUF chat template
-(mentions ``tools``/``tool_call``; renders a known pair of reasoning tags). The list is
-in the order Ollama builds it, which ``/api/show`` reports.
+(mentions ``tools``/``tool_call``; renders a known pair of reasoning tags). A built-in
+parser named by the config (``harmony``, ``qwen3-coder``, …) adds what it parses, with or
+without a template that says so: Ollama drives those models by the parser, not the
+template. The list is in the order Ollama builds it, which ``/api/show`` reports.
 
 The inputs are described by :class:`CapabilitySource` rather than the store's ``Model``,
 so this module does not depend on the one that calls it.
@@ -18,11 +20,18 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from ollamapy.errors import TemplateError
+from ollamapy.prompt.parsers import PARSERS
 from ollamapy.prompt.render import PromptTemplate
 from ollamapy.prompt.thinking import chat_template_thinking_tags, infer_thinking_tags
 from ollamapy.store.gguf import GGUFInfo
 
-__all__ = ["CapabilitySource", "chat_template_capabilities", "model_capabilities", "template_capabilities"]
+__all__ = [
+    "CapabilitySource",
+    "chat_template_capabilities",
+    "model_capabilities",
+    "parser_capabilities",
+    "template_capabilities",
+]
 
 
 class CapabilitySource(Protocol):
@@ -69,6 +78,16 @@ def chat_template_capabilities(chat_template: str | None) -> list[str]:
     return caps
 
 
+def parser_capabilities(parser: str | None) -> list[str]:
+    """Capabilities a built-in parser implies: ``tools`` (every built-in parser extracts
+    tool calls) and ``thinking`` when it splits thinking from content; none for an
+    unknown or absent parser name."""
+    cls = PARSERS.get(parser or "")
+    if cls is None:
+        return []
+    return ["tools", "thinking"] if cls.thinking_support else ["tools"]
+
+
 def model_capabilities(model: CapabilitySource) -> list[str]:
     """The capabilities ``/api/show`` lists and requests are checked against."""
     caps: list[str] = []
@@ -86,7 +105,13 @@ def model_capabilities(model: CapabilitySource) -> list[str]:
             add(["audio"])
     if model.projector_paths:
         add(["vision"])
-    add(template_capabilities(model.template))
-    if model.config.get("model_family") in ("gptoss", "gpt-oss"):
+    parser = parser_capabilities(model.config.get("parser"))
+    template = template_capabilities(model.template)
+    # Ollama asks "template uses .Tools or the parser parses tools", then the same for
+    # thinking after insert: tools stays first and thinking last, whichever implied them.
+    if "tools" in parser and "tools" not in template:
+        template.insert(0, "tools")
+    add(template)
+    if "thinking" in parser or model.config.get("model_family") in ("gptoss", "gpt-oss"):
         add(["thinking"])
     return caps
