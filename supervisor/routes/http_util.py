@@ -19,6 +19,7 @@ from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
 from ollamapy.errors import InvalidRequest
+from ollamapy.golang.strconv import quote
 from ollamapy.supervisor.lifecycle import STREAMS
 from ollamapy.supervisor.routes.streaming import Framing, record_usage
 
@@ -41,7 +42,6 @@ _STRING_PREFIX = re.compile(rb'"(?:[^"\\\x00-\x1f]+|\\["\\/bfnrt]|\\u[0-9a-fA-F]
 _DIGITS = re.compile(rb"[0-9]*")
 _HEX_DIGITS = b"0123456789abcdefABCDEF"
 _LITERALS = {ord("t"): b"true", ord("f"): b"false", ord("n"): b"null"}
-_GO_ESCAPES = {0x07: "\\a", 0x08: "\\b", 0x0C: "\\f", 0x0A: "\\n", 0x0D: "\\r", 0x09: "\\t", 0x0B: "\\v", 0x5C: "\\\\"}
 _MAX_DEPTH = 10000
 
 
@@ -50,19 +50,14 @@ class _UnexpectedEOF(Exception):
 
 
 def _quote_char(byte: int) -> str:
-    """A byte as Go's scanner names it in an error: ``'ÿ'``, ``'\\x00'``, ``'\\''``."""
+    """A byte as Go's JSON scanner names it in an error: ``'ÿ'``, ``'\\x00'``, ``'\\''``.
+
+    Go quotes the rune of the same number (so 0xFF is ``ÿ``), except the quote marks."""
     if byte == 0x27:
         return "'\\''"
-    char = chr(byte)  # Go converts the byte to the rune of the same number
-    if byte in _GO_ESCAPES:
-        inner = _GO_ESCAPES[byte]
-    elif char.isprintable():
-        inner = char
-    elif byte < 0x20 or byte == 0x7F:
-        inner = f"\\x{byte:02x}"
-    else:
-        inner = f"\\u{byte:04x}"
-    return f"'{inner}'"
+    if byte == 0x22:
+        return "'\"'"
+    return "'" + quote(chr(byte))[1:-1] + "'"
 
 
 def _syntax_error(byte: int, context: str) -> InvalidRequest:
