@@ -40,6 +40,8 @@ from ollamapy.registry import TransferSettings, ensure_keypair
 from ollamapy.supervisor.app import create_app
 from ollamapy.supervisor.routes.registry import setup_registry_routes
 from ollamapy.testing.api import free_port
+from tests.test_cli import run as run_cli
+from tests.test_cli import serving
 
 pytestmark = pytest.mark.registry
 
@@ -539,6 +541,99 @@ async def test_errors_answer_as_ollama(client: TestClient, registry: str) -> Non
     events = await _stream(client, "/api/push", {"model": missing, "insecure": True})
     assert events[:2] == [{"status": "retrieving manifest"}, {"status": "couldn't retrieve manifest"}]
     assert events[2]["error"].endswith("no such file or directory")
+
+
+# --- create pulls its FROM model ------------------------------------------------------------
+
+
+async def _push_and_forget(client: TestClient, models_dir: Path, name: str, weights: bytes) -> dict[str, Any]:
+    """Create ``name`` from the tiny GGUF, push it, delete it here; its manifest as pushed."""
+    digest = _digest(weights)
+    assert (await client.post(f"/api/blobs/{digest}", data=weights)).status in (200, 201)
+    body = {"model": name, "files": {"tiny.gguf": digest}, "system": "Base."}
+    assert (await _stream(client, "/api/create", body))[-1] == {"status": "success"}
+    assert (await _stream(client, "/api/push", {"model": name, "insecure": True}))[-1] == {"status": "success"}
+    host, rest = name.split("/", 1)
+    manifest: dict[str, Any] = json.loads((models_dir / "manifests" / host / rest.replace(":", "/")).read_bytes())
+    assert (await client.delete("/api/delete", json={"model": name})).status == 200
+    assert _blob_files(models_dir) == {}
+    return manifest
+
+
+def _manifest_files(models_dir: Path) -> set[str]:
+    root = models_dir / "manifests"
+    return {str(p.relative_to(root)) for p in root.rglob("*") if p.is_file()} if root.exists() else set()
+
+
+async def test_create_pulls_a_from_model_the_store_lacks(client: TestClient, models_dir: Path, registry: str, tiny_gguf: Path) -> None:
+    base = await _push_and_forget(client, models_dir, f"{registry}/createpull/base:latest", tiny_gguf.read_bytes())
+    base_digests = [layer["digest"] for layer in base["layers"]] + [base["config"]["digest"]]
+
+    events = await _stream(client, "/api/create", {"model": "derived", "from": f"http://{registry}/createpull/base", "system": "Derived."})
+    statuses = [e["status"] for e in events]
+    pull_end = statuses.index("success")
+    assert statuses[0] == "pulling manifest"
+    assert statuses[pull_end - 2 : pull_end + 1] == ["verifying sha256 digest", "writing manifest", "success"]
+    for layer in [*base["layers"], base["config"]]:
+        last = [e for e in events if e.get("digest") == layer["digest"]][-1]
+        assert last == {"status": f"pulling {layer['digest'][7:19]}", "digest": layer["digest"], "total": layer["size"], "completed": layer["size"]}
+    assert [e.get("digest") for e in events if "digest" in e][-1] == base["config"]["digest"]
+    create = statuses[pull_end + 1 :]
+    assert create[: len(base["layers"])] == [f"using existing layer {layer['digest']}" for layer in base["layers"]]
+    assert create[-2:] == ["writing manifest", "success"]
+
+    derived = json.loads((models_dir / "manifests" / "registry.ollama.ai" / "library" / "derived" / "latest").read_bytes())
+    system = _digest(b"Derived.")
+    assert [layer["digest"] for layer in derived["layers"]] == [
+        *(layer["digest"] for layer in base["layers"] if layer["mediaType"] != "application/vnd.ollama.image.system"),
+        system,
+    ]
+    blobs = _blob_files(models_dir)
+    for digest in [*base_digests, system]:
+        assert digest.replace(":", "-") in blobs
+    assert not [name for name in blobs if "partial" in name]
+    # As in Ollama, the pulled base model stays in the store too.
+    show = await (await client.post("/api/show", json={"model": f"{registry}/createpull/base"})).json()
+    assert show["system"] == "Base."
+    show = await (await client.post("/api/show", json={"model": "derived"})).json()
+    assert show["system"] == "Derived."
+
+
+async def test_create_from_a_model_the_registry_lacks_leaves_nothing_behind(client: TestClient, models_dir: Path, registry: str) -> None:
+    missing = f"http://{registry}/nothing/here"
+    assert await _stream(client, "/api/create", {"model": "derived", "from": missing}) == [
+        {"status": "pulling manifest"},
+        {"error": "pull model manifest: file does not exist"},
+    ]
+    response = await client.post("/api/create", json={"model": "derived", "from": missing, "stream": False})
+    assert response.status == 500 and await response.json() == {"error": "pull model manifest: file does not exist"}
+
+    closed = f"127.0.0.1:{free_port()}"  # nothing listens there: the registry is unreachable
+    events = await _stream(client, "/api/create", {"model": "derived", "from": f"http://{closed}/nothing/here"})
+    assert events[0] == {"status": "pulling manifest"} and len(events) == 2
+    assert events[1]["error"].startswith(f"pull model manifest: GET http://{closed}/v2/nothing/here/manifests/latest: ")
+    assert _manifest_files(models_dir) == set()
+    assert _blob_files(models_dir) == {}
+
+
+def test_cli_create_shows_the_pull_progress(
+    models_dir: Path, registry: str, published: Published, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    modelfile = tmp_path / "Modelfile"
+    modelfile.write_text(f"FROM http://{registry}/{published.repo}\nSYSTEM From the CLI.\n")
+    with serving(_app(models_dir)) as host:
+        monkeypatch.setenv("OLLAMA_HOST", host)
+        result = run_cli("create", "clicreated", "-f", str(modelfile))
+    assert result.exit_code == 0, result.output
+    lines = result.stderr.splitlines()
+    assert lines[:2] == ["gathering model components", "pulling manifest"]
+    weights, template, config = published.weights, _digest(b"{{ .Prompt }}"), next(iter(published.blobs))
+    # One finished bar per blob, layers in manifest order and the config last, as `ollama create` draws them.
+    bars = [line for line in lines if "%" in line]
+    assert [bar.split(" 100% \u2595")[0] for bar in bars] == [f"pulling {d[7:19]}" for d in (weights, template, config)]
+    assert lines[len(bars) + 2 : len(bars) + 5] == ["verifying sha256 digest", "writing manifest", "success"]
+    assert lines[-2:] == ["writing manifest", "success"]
+    assert (models_dir / "manifests" / "registry.ollama.ai" / "library" / "clicreated" / "latest").is_file()
 
 
 # --- faults -----------------------------------------------------------------------------------

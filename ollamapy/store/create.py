@@ -1,10 +1,15 @@
 """Model creation (``/api/create``): a request becomes layers, a config blob and a manifest.
 
 Two phases so errors get the right HTTP status: ``prepare_create`` does every check a
-user's mistake can fail (answered as a plain 400/404 before any progress is streamed), and
+user's mistake can fail (answered as a plain 400 before any progress is streamed), and
 ``run_create`` does the work, reporting Ollama's progress lines through ``emit``. Nothing
 is visible in the store until the manifest is renamed into place at the very end, so an
 interrupted create leaves at most unreferenced blobs (pruned later), never a half model.
+
+A ``from`` model that is not in the store is pulled from its registry first, as Ollama
+does; the pull is async and needs the server's registry session, so this module only
+marks the job (:attr:`CreateJob.pull_from`) and the caller runs the pull between the two
+phases, streaming its progress lines ahead of the create's.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from typing import Any
 
 from ollamapy.api.options import Options
 from ollamapy.api.types import CreateRequest
-from ollamapy.errors import InvalidRequest, ModelNotFound, OllamapyError, TemplateError
+from ollamapy.errors import InvalidRequest, OllamapyError, TemplateError
 from ollamapy.prompt.render import PromptTemplate
 from ollamapy.store import model_store as st
 from ollamapy.store import modelfile as mf
@@ -50,6 +55,8 @@ class CreateJob:
     name: ModelName
     request: CreateRequest
     from_name: ModelName | None = None
+    pull_from: ModelName | None = None
+    """``from_name`` when the store lacks it: pull it before :func:`run_create`."""
     files: dict[str, str] = field(default_factory=dict)
     adapters: dict[str, str] = field(default_factory=dict)
     quantize: str = ""
@@ -128,7 +135,7 @@ def prepare_create(store: st.ModelStore, req: CreateRequest) -> CreateJob:
             raise InvalidRequest("invalid model name")
         job.from_name = store.resolve_existing(source)
         if not store.has_manifest(job.from_name):
-            raise ModelNotFound(f"model '{req.from_}' not found")
+            job.pull_from = job.from_name
     elif not job.files:
         raise InvalidRequest("neither 'from' or 'files' was specified")
 
@@ -150,6 +157,11 @@ def prepare_create(store: st.ModelStore, req: CreateRequest) -> CreateJob:
 def _check_quantizable(store: st.ModelStore, job: CreateJob) -> None:
     if job.quantize.lower() not in QUANTIZE_FILE_TYPES:
         raise InvalidRequest(f"unsupported quantization type {job.quantize}")
+    if job.pull_from is None:  # else its file type is known once it is pulled
+        _check_source_type(store, job)
+
+
+def _check_source_type(store: st.ModelStore, job: CreateJob) -> None:
     if job.files:
         infos = [read_gguf(store.blob_path(d)) for d in job.files.values()]
         source_types = [i.file_type_name for i in infos if not (i.is_adapter or i.is_projector)]
@@ -296,7 +308,13 @@ def _autodetected_template(layers: list[st.Layer], info: GGUFInfo, writer: _Laye
 
 
 def run_create(store: st.ModelStore, job: CreateJob, emit: Emit) -> None:
-    """Build and write the model; the manifest rename at the end is the only visible step."""
+    """Build and write the model; the manifest rename at the end is the only visible step.
+
+    A job with :attr:`~CreateJob.pull_from` expects that model pulled by now (else
+    ``ModelNotFound``).
+    """
+    if job.pull_from is not None and job.quantize:
+        _check_source_type(store, job)
     writer = _LayerWriter(store, emit)
     config: dict[str, Any] = {}
     layers: list[st.Layer] = []

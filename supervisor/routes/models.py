@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+from collections.abc import AsyncIterator
+from contextlib import aclosing
 from typing import Any
 
 from aiohttp import web
@@ -25,6 +27,7 @@ from ollamapy.store.names import ModelName
 from ollamapy.supervisor.app_keys import STORE
 from ollamapy.supervisor.catalog import list_models
 from ollamapy.supervisor.routes.http_util import json_response, read_request, respond_stream, rfc3339
+from ollamapy.supervisor.routes.registry import pull_events
 from ollamapy.supervisor.threads import stream_from_thread
 
 __all__ = ["setup_model_routes"]
@@ -86,12 +89,28 @@ async def show_handler(request: web.Request) -> web.Response:
     return json_response(await asyncio.to_thread(_show, _store(request), req))
 
 
+async def _create_events(request: web.Request, job: model_create.CreateJob) -> AsyncIterator[dict[str, Any]]:
+    """The create's progress, after the pull's when its ``from`` model must be pulled first.
+
+    As in Ollama, the pull's own lines (``pulling manifest`` … ``success``) come first and
+    a failed pull ends the create with the pull's error. Ollama pulls with default
+    registry options, so only https; ollamapy also pulls over plain http when ``from``
+    spells the scheme out (``http://host/ns/model``), the create's way to say insecure.
+    """
+    if job.pull_from is not None:
+        insecure = job.pull_from.scheme == "http"
+        async with aclosing(pull_events(request, job.pull_from, insecure=insecure)) as pulled:
+            async for event in pulled:
+                yield event
+    store = _store(request)
+    async for event in stream_from_thread(lambda emit: model_create.run_create(store, job, emit)):
+        yield event
+
+
 async def create_handler(request: web.Request) -> web.StreamResponse:
     req = await read_request(request, CreateRequest)
-    store = _store(request)
-    job = await asyncio.to_thread(model_create.prepare_create, store, req)
-    events = stream_from_thread(lambda emit: model_create.run_create(store, job, emit))
-    return await respond_stream(request, events, stream=req.streaming)
+    job = await asyncio.to_thread(model_create.prepare_create, _store(request), req)
+    return await respond_stream(request, _create_events(request, job), stream=req.streaming)
 
 
 def _copy(store: ModelStore, req: CopyRequest) -> None:

@@ -10,6 +10,8 @@ concurrent pulls of a blob share its download; it is closed when the app stops.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncGenerator
+from typing import Any
 
 from aiohttp import web
 
@@ -21,7 +23,7 @@ from ollamapy.store.names import ModelName
 from ollamapy.supervisor.app_keys import STORE
 from ollamapy.supervisor.routes.http_util import read_request, respond_stream
 
-__all__ = ["TRANSFERS", "RegistryRequest", "setup_registry_routes"]
+__all__ = ["TRANSFERS", "RegistryRequest", "pull_events", "setup_registry_routes"]
 
 TRANSFERS: web.AppKey[TransferManager] = web.AppKey("registry_transfers", TransferManager)
 
@@ -50,15 +52,19 @@ class RegistryRequest(ApiModel):
         return self.stream is not False
 
 
+def pull_events(request: web.Request, name: ModelName, *, insecure: bool) -> AsyncGenerator[dict[str, Any], None]:
+    """Pull ``name`` (as the store spells it) with the app's transfers and key: the progress
+    events of ``/api/pull``, also streamed by a create whose ``from`` model must be pulled."""
+    return pull_model(request.app[TRANSFERS], request.app[STORE], name, insecure=insecure, key_dir=envconfig.home_dir())
+
+
 async def pull_handler(request: web.Request) -> web.StreamResponse:
     req = await read_request(request, RegistryRequest)
     name = ModelName.parse(req.target)
     if not req.target or not name.is_valid():
         raise InvalidModelName("invalid model name")
-    store = request.app[STORE]
-    name = await asyncio.to_thread(store.resolve_existing, name)
-    events = pull_model(request.app[TRANSFERS], store, name, insecure=req.insecure, key_dir=envconfig.home_dir())
-    return await respond_stream(request, events, stream=req.streaming)
+    name = await asyncio.to_thread(request.app[STORE].resolve_existing, name)
+    return await respond_stream(request, pull_events(request, name, insecure=req.insecure), stream=req.streaming)
 
 
 async def push_handler(request: web.Request) -> web.StreamResponse:
