@@ -10,6 +10,9 @@ want_test=0
 
 apt_pkgs=(python3-venv build-essential cmake make)
 [ "$want_test" = 1 ] && apt_pkgs+=(docker-registry tmux systemd)
+# kubectl (kustomize) for tests/test_kubernetes.py; any kubectl already installed will do, and
+# Debian's kubernetes-client would conflict with another package's /usr/bin/kubectl.
+[ "$want_test" = 1 ] && ! command -v kubectl >/dev/null && apt_pkgs+=(kubernetes-client)
 missing=()
 for p in "${apt_pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
