@@ -6,6 +6,11 @@ encode what it returns. ``start_generate``/``start_chat`` check everything a use
 wrong before anything is loaded (so those errors are plain HTTP errors) and return either
 one answer or a stream of Ollama's native chunks. The prompt itself is rendered by
 ``supervisor.prompting``; output parsing (thinking, tool calls) by ``ollamapy.prompt``.
+
+A runner that dies (or dies while loading) before a request's answer has started costs the
+user nothing: the scheduler drops it and the request runs once more on a fresh load, as
+Ollama's scheduler replaces dead runners. Only a second failure, or a crash after the
+first chunk, reaches the client (a real status, or the stream's error line).
 """
 
 from __future__ import annotations
@@ -13,27 +18,34 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import math
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
-from ollamapy.api.runner_protocol import CompletionChunk, CompletionRequest
+from ollamapy.api.runner_protocol import CompletionChunk, CompletionRequest, EmbeddingResponse
 from ollamapy.api.types import ChatRequest, EmbeddingRequest, EmbedRequest, GenerateRequest
-from ollamapy.errors import InvalidRequest, OllamapyError
+from ollamapy.errors import InvalidRequest, OllamapyError, RunnerCrashed
 from ollamapy.golang.durations import parse_keep_alive
 from ollamapy.store.model import Model, find_model
 from ollamapy.store.model_store import ModelStore
 from ollamapy.supervisor.metrics import Metrics
 from ollamapy.supervisor.prompting import OutputParser, RenderedPrompt, render_chat, render_generate
 from ollamapy.supervisor.routes.http_util import rfc3339_now
-from ollamapy.supervisor.scheduler import LoadedRunner, Scheduler
+from ollamapy.supervisor.scheduler import LoadedRunner, LoadRequest, Scheduler
 from ollamapy.supervisor.serving import PreparedRequest, prepare_load
 
 __all__ = ["ChunkStream", "Inference", "NativeResult", "SingleAnswer", "normalize", "parse_format", "resolve_think"]
 
+log = logging.getLogger("ollamapy.server")
+
 _THINK_LEVELS = ("high", "medium", "low", "max")
+_ATTEMPTS = 2
+"""Runs of a request whose runner died before its answer started: the first and one retry."""
+
+T = TypeVar("T")
 
 Event = dict[str, Any]
 
@@ -226,30 +238,69 @@ class Inference:
 
     # -- generation ---------------------------------------------------------------------
 
+    @staticmethod
+    def _retry(err: RunnerCrashed, attempt: int, load: LoadRequest) -> bool:
+        """Whether a request that lost its runner before answering runs again (and say so)."""
+        if attempt >= _ATTEMPTS:
+            return False
+        log.warning("runner for %s failed before answering (%s); retrying on a fresh runner", load.model.short_name, err)
+        return True
+
+    async def _leased(self, load: LoadRequest, keep_alive: float | None, work: Callable[[LoadedRunner], Awaitable[T]]) -> T:
+        """``work`` on a runner of ``load``, retried once on a fresh runner if its runner dies."""
+        attempt = 1
+        while True:
+            try:
+                async with self.scheduler.lease(load, keep_alive) as runner:
+                    return await work(runner)
+            except RunnerCrashed as err:
+                if not self._retry(err, attempt, load):
+                    raise
+                attempt += 1
+
     async def _pieces(self, gen: _Generation) -> AsyncGenerator[tuple[CompletionChunk, str, str, list[Event], Event], None]:
         """Hold a runner, render the prompt, and yield parsed pieces of each completion chunk:
-        (chunk, thinking, content, tool calls, metrics-or-empty). Empty pieces are skipped."""
+        (chunk, thinking, content, tool calls, metrics-or-empty). Empty pieces are skipped.
+        Until the first piece is out, a dead runner is replaced once."""
+        attempt = 1
+        while True:
+            answered = False
+            try:
+                async with (
+                    self.scheduler.lease(gen.prepared.load, gen.keep_alive) as runner,
+                    contextlib.aclosing(self._pieces_on(runner, gen)) as pieces,
+                ):
+                    async for piece in pieces:
+                        answered = True
+                        yield piece
+                return
+            except RunnerCrashed as err:
+                if answered or not self._retry(err, attempt, gen.prepared.load):
+                    raise
+                attempt += 1
+
+    async def _pieces_on(self, runner: LoadedRunner, gen: _Generation) -> AsyncGenerator[tuple[CompletionChunk, str, str, list[Event], Event], None]:
+        """``_pieces`` on one runner."""
         metrics = self.metrics
-        async with self.scheduler.lease(gen.prepared.load, gen.keep_alive) as runner:
-            load_ns = time.monotonic_ns() - gen.started
-            name = runner.model.short_name
-            rendered = await gen.render(runner)
-            parser = gen.make_parser(rendered)
-            last_chunk_ns: int | None = None
-            async for chunk in runner.handle.completion(gen.completion_request(rendered)):
-                now = time.monotonic_ns()
-                if chunk.content:
-                    if last_chunk_ns is None:
-                        metrics.ttft_seconds.labels(name).observe((now - gen.started) / 1e9)
-                    else:
-                        metrics.itl_seconds.labels(name).observe((now - last_chunk_ns) / 1e9)
-                    last_chunk_ns = now
-                thinking, content, calls = parser.add(chunk.content, final=chunk.done)
-                if chunk.done:
-                    metrics.observe_tokens(name, chunk.prompt_eval_count, chunk.eval_count)
-                    yield chunk, thinking, content, calls, _final_metrics(chunk, gen.started, load_ns)
-                elif content or thinking or calls or chunk.logprobs:
-                    yield chunk, thinking, content, calls, {}
+        load_ns = time.monotonic_ns() - gen.started
+        name = runner.model.short_name
+        rendered = await gen.render(runner)
+        parser = gen.make_parser(rendered)
+        last_chunk_ns: int | None = None
+        async for chunk in runner.handle.completion(gen.completion_request(rendered)):
+            now = time.monotonic_ns()
+            if chunk.content:
+                if last_chunk_ns is None:
+                    metrics.ttft_seconds.labels(name).observe((now - gen.started) / 1e9)
+                else:
+                    metrics.itl_seconds.labels(name).observe((now - last_chunk_ns) / 1e9)
+                last_chunk_ns = now
+            thinking, content, calls = parser.add(chunk.content, final=chunk.done)
+            if chunk.done:
+                metrics.observe_tokens(name, chunk.prompt_eval_count, chunk.eval_count)
+                yield chunk, thinking, content, calls, _final_metrics(chunk, gen.started, load_ns)
+            elif content or thinking or calls or chunk.logprobs:
+                yield chunk, thinking, content, calls, {}
 
     async def start_generate(self, req: GenerateRequest) -> NativeResult:
         """Validate and start a generate request: a single answer, or a stream of chunks.
@@ -279,8 +330,8 @@ class Inference:
         if req.debug_render_only:
             return SingleAnswer(_debug_info(req.model, await render_generate(model, req, think=think, think_level=think_level, runner=None)))
         if not req.prompt:
-            async with self.scheduler.lease(prepared.load, keep_alive):
-                return SingleAnswer({"model": req.model, "created_at": rfc3339_now(), "response": "", "done": True, "done_reason": "load"})
+            await self._leased(prepared.load, keep_alive, _loaded)
+            return SingleAnswer({"model": req.model, "created_at": rfc3339_now(), "response": "", "done": True, "done_reason": "load"})
 
         gen = _Generation(
             prepared, keep_alive, started,
@@ -327,8 +378,8 @@ class Inference:
         if req.debug_render_only:
             return SingleAnswer(_debug_info(req.model, await render_chat(model, req, think=think, think_level=think_level, runner=None)))
         if not req.messages:
-            async with self.scheduler.lease(prepared.load, keep_alive):
-                return SingleAnswer({**empty, "done_reason": "load"})
+            await self._leased(prepared.load, keep_alive, _loaded)
+            return SingleAnswer({**empty, "done_reason": "load"})
 
         gen = _Generation(
             prepared, keep_alive, started,
@@ -363,12 +414,16 @@ class Inference:
         keep_alive = parse_keep_alive(req.keep_alive)
         model = await self.find_model(req.model)
         prepared = await asyncio.to_thread(prepare_load, model, req.options)
-        async with self.scheduler.lease(prepared.load, keep_alive) as runner:
+        if not texts:
+            await self._leased(prepared.load, keep_alive, _loaded)
+            return {"model": req.model, "embeddings": []}
+
+        async def embed(runner: LoadedRunner) -> tuple[int, EmbeddingResponse, int]:
             loaded = time.monotonic_ns()
-            if not texts:
-                return {"model": req.model, "embeddings": []}
             fitted, count = await _fit_to_context(runner, texts, req.truncate is not False)
-            result = await runner.handle.embed(fitted)
+            return loaded, await runner.handle.embed(fitted), count
+
+        loaded, result, count = await self._leased(prepared.load, keep_alive, embed)
         embeddings = []
         for vector in result.embeddings:
             if any(math.isnan(x) or math.isinf(x) for x in vector):
@@ -392,12 +447,19 @@ class Inference:
         keep_alive = parse_keep_alive(req.keep_alive)
         model = await self.find_model(req.model)
         prepared = await asyncio.to_thread(prepare_load, model, req.options)
-        async with self.scheduler.lease(prepared.load, keep_alive) as runner:
-            if not req.prompt:
-                return {"embedding": []}
+        if not req.prompt:
+            await self._leased(prepared.load, keep_alive, _loaded)
+            return {"embedding": []}
+
+        async def embed(runner: LoadedRunner) -> EmbeddingResponse:
             fitted, _ = await _fit_to_context(runner, [req.prompt], True)
-            result = await runner.handle.embed(fitted)
-        return {"embedding": result.embeddings[0]}
+            return await runner.handle.embed(fitted)
+
+        return {"embedding": (await self._leased(prepared.load, keep_alive, embed)).embeddings[0]}
+
+
+async def _loaded(runner: LoadedRunner) -> None:
+    """Nothing to run: the request only loads the model (or keeps it loaded)."""
 
 
 async def _fit_to_context(runner: LoadedRunner, texts: list[str], truncate: bool) -> tuple[list[str], int]:

@@ -161,7 +161,7 @@ class RunnerProcess:
         progress = -1.0
         while True:
             if self.has_exited():
-                await self._drain_stderr()
+                await self._await_exit()
                 raise RunnerCrashed(self._with_last_error(f"llama runner process has terminated: {self._exit_description()}"))
             with contextlib.suppress(aiohttp.ClientError, OSError, asyncio.TimeoutError):
                 health = await self.health(timeout=5.0)
@@ -217,7 +217,19 @@ class RunnerProcess:
         return self._process.returncode
 
     def has_exited(self) -> bool:
-        return self._process.returncode is not None
+        """True once the child is dead, even before asyncio has reaped it.
+
+        asyncio sets ``returncode`` only after its child watcher reaped the child, which
+        under load can be well after a SIGKILL: meanwhile the scheduler would hand the dead
+        runner the next request. ``waitid`` with ``WNOWAIT`` sees the exit without reaping,
+        so the watcher still collects the status.
+        """
+        if self._process.returncode is not None:
+            return True
+        try:
+            return os.waitid(os.P_PID, self._process.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
+        except ChildProcessError:  # reaped a moment ago; returncode follows
+            return True
 
     @property
     def stderr_tail(self) -> str:
@@ -329,12 +341,16 @@ class RunnerProcess:
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(asyncio.shield(self._stderr_task), 2.0)
 
-    async def _crashed(self) -> RunnerCrashed:
-        """The error for a runner that stopped answering: wait for it to exit, then explain."""
+    async def _await_exit(self) -> None:
+        """Give a dying child time to be reaped (its exit status) and to say its last words."""
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(self._process.wait(), 5.0)
         await self._drain_stderr()
-        if self.has_exited():
+
+    async def _crashed(self) -> RunnerCrashed:
+        """The error for a runner that stopped answering: wait for it to exit, then explain."""
+        await self._await_exit()
+        if self.exit_code is not None:
             log.error("[%s] runner pid %d stopped unexpectedly (%s)", self.model_name, self.pid, self._exit_description())
         return RunnerCrashed(self._with_last_error(CRASH_MESSAGE))
 

@@ -11,7 +11,11 @@ Policy (Ollama's scheduler, with ollamapy's deliberate deviations):
   if none is idle, wait for one to drain.
 * ``keep_alive``: absent keeps the runner's duration, ``0`` unloads after the request,
   ``inf`` never expires. Expiry terminates and reaps the process.
-* A runner that died is dropped; the next request starts a fresh one.
+* A runner that died is dropped; the next request starts a fresh one. Death is noticed
+  by the process (``has_exited``) or by a request the runner failed (``RunnerCrashed``
+  out of a lease): from then on no request attaches to it, and it is closed (reaped, its
+  socket removed) when its last request leaves. Requests that fail this way before their
+  answer started are retried by the inference service on a fresh load.
 
 The runner boundary is the ``RunnerHandle`` protocol (``supervisor.runner_handle``); the
 factory that starts one, and with it the placement policy, is injected, so tests drive the
@@ -30,7 +34,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from ollamapy.api.options import LoadOptions
-from ollamapy.errors import OllamapyError, QueueFull
+from ollamapy.errors import OllamapyError, QueueFull, RunnerCrashed
 from ollamapy.store.model import Model
 from ollamapy.supervisor.runner_handle import RunnerHandle
 
@@ -94,6 +98,8 @@ class LoadedRunner:
     """Wall-clock expiry while idle with a timer; None while in use or forever."""
     timer: asyncio.TimerHandle | None = None
     loaded_at: float = field(default_factory=time.time)
+    crashed: bool = False
+    """A request found the runner dead (its process may not be reaped yet)."""
 
     @property
     def model(self) -> Model:
@@ -148,6 +154,7 @@ class Scheduler:
         self._changed = asyncio.Condition()  # notified when a runner goes idle or unloads
         self._waiting = 0  # requests waiting for a load or a slot (bounded by max_queue)
         self._closing = False
+        self._expiring: set[asyncio.Task[None]] = set()  # keep_alive expiries under way
         self.loading: LoadRequest | None = None
         self.loading_since: float | None = None
 
@@ -174,6 +181,9 @@ class Scheduler:
             self._waiting -= 1
         try:
             yield runner
+        except RunnerCrashed:
+            self._drop(runner)
+            raise
         finally:
             runner.active -= 1
             runner.slots.release()
@@ -226,16 +236,32 @@ class Scheduler:
                     runner = self._usable(request)
                     if runner is None:
                         runner = await self._load(request, keep_alive)
-            if runner.handle.has_exited():
+            if self._dead(runner):
                 continue  # died between load and attach: go round again
             self._claim(runner, keep_alive)
             return runner
 
     def _usable(self, request: LoadRequest) -> LoadedRunner | None:
         runner = self._loaded.get(request.key)
-        if runner is None or runner.handle.has_exited() or needs_reload(runner.options, request.options):
+        if runner is None or self._dead(runner) or needs_reload(runner.options, request.options):
             return None
         return runner
+
+    @staticmethod
+    def _dead(runner: LoadedRunner) -> bool:
+        return runner.crashed or runner.handle.has_exited()
+
+    def _drop(self, runner: LoadedRunner) -> None:
+        """A request found ``runner`` dead: attach nothing more to it; the last request
+        leaving closes it (``_detach``)."""
+        if runner.crashed:
+            return
+        runner.crashed = True
+        log.warning("runner for %s (pid %d) failed a request; dropping it", runner.model.short_name, runner.handle.pid)
+        if self._loaded.get(runner.request.key) is runner:
+            del self._loaded[runner.request.key]
+            if self.observer is not None:
+                self.observer.on_restart(runner.model.short_name)
 
     def _claim(self, runner: LoadedRunner, keep_alive: float | None) -> None:
         runner.ref_count += 1
@@ -252,7 +278,7 @@ class Scheduler:
         runner.last_used = time.monotonic()
         if runner.ref_count > 0:
             return
-        if runner.handle.has_exited():
+        if self._dead(runner):
             log.warning("runner for %s (pid %d) has exited", runner.model.short_name, runner.handle.pid)
             await self._unload(runner)
         elif runner.keep_alive <= 0:
@@ -260,9 +286,15 @@ class Scheduler:
         elif not math.isinf(runner.keep_alive) and self._loaded.get(runner.request.key) is runner:
             loop = asyncio.get_running_loop()
             runner.expires_at = time.time() + runner.keep_alive
-            runner.timer = loop.call_later(runner.keep_alive, lambda: asyncio.ensure_future(self._expire(runner)))
+            runner.timer = loop.call_later(runner.keep_alive, self._start_expiry, runner)
         async with self._changed:
             self._changed.notify_all()
+
+    def _start_expiry(self, runner: LoadedRunner) -> None:
+        # The loop keeps only a weak reference to a task: hold it until it is done.
+        task = asyncio.ensure_future(self._expire(runner))
+        self._expiring.add(task)
+        task.add_done_callback(self._expiring.discard)
 
     async def _expire(self, runner: LoadedRunner) -> None:
         if runner.ref_count == 0:
@@ -314,7 +346,7 @@ class Scheduler:
         await self._unload(victim)
 
     async def _wait_idle(self, runner: LoadedRunner) -> None:
-        while runner.ref_count > 0 and not runner.handle.has_exited():
+        while runner.ref_count > 0 and not self._dead(runner):
             async with self._changed:
                 await self._changed.wait()
 
