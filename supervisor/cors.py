@@ -114,7 +114,7 @@ def cors_middleware(origins: Sequence[str] | None = None) -> Middleware:
 async def _apply_cors_headers(request: web.BaseRequest, response: web.StreamResponse) -> None:
     """``on_response_prepare``: add the CORS headers the middleware chose, just before
     any response (plain, streamed or an error) starts."""
-    for name, value in request.get(_CORS_HEADERS, {}).items():  # type: ignore[call-overload]
+    for name, value in request.get(_CORS_HEADERS, {}).items():
         response.headers.setdefault(name, value)
 
 
