@@ -152,9 +152,10 @@ def _kill(runner: RunnerProcess, sig: signal.Signals = signal.SIGKILL) -> None:
 
 
 @pytest.mark.serving
-async def test_killed_between_requests_the_next_request_is_served(client: TestClient) -> None:
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGABRT], ids=["SIGKILL", "SIGABRT"])
+async def test_killed_between_requests_the_next_request_is_served(client: TestClient, sig: signal.Signals) -> None:
     runner = await _load(client)
-    _kill(runner)  # the next request goes out before anybody noticed the death
+    _kill(runner, sig)  # the next request goes out before anybody noticed the death
     await _served(client)
     assert _loaded(client).handle is not runner
     _assert_nothing_left_behind(client, runner.socket_path.parent)
@@ -176,7 +177,7 @@ async def test_killed_while_loading_the_request_is_answered_by_a_fresh_load(clie
 @pytest.mark.serving
 async def test_killed_during_prompt_evaluation_the_request_is_answered_by_a_fresh_load(client: TestClient) -> None:
     runner = await _load(client)
-    body = {"model": "tiny", "prompt": "the sky is blue and " * 1500, "stream": False, "options": {**OPTIONS, "num_predict": 2}}
+    body = {"model": "tiny", "prompt": "the sky is blue and " * 800, "stream": False, "options": {**OPTIONS, "num_predict": 2}}
     request = asyncio.create_task(client.post("/api/generate", json=body))
     async with asyncio.timeout(60):
         while not (await runner.health()).prompt_tokens_pending:
@@ -190,15 +191,14 @@ async def test_killed_during_prompt_evaluation_the_request_is_answered_by_a_fres
 
 
 @pytest.mark.serving
-@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGABRT], ids=["SIGKILL", "SIGABRT"])
-async def test_two_streams_and_an_embedding_in_flight(client: TestClient, sig: signal.Signals) -> None:
+async def test_two_streams_and_an_embedding_in_flight(client: TestClient) -> None:
     runner = await _load(client)
     generate = await client.post("/api/generate", json={"model": "tiny", "prompt": "the sky is", **LONG})
     chat = await client.post("/api/chat", json={"model": "tiny", "messages": [{"role": "user", "content": "hi"}], **LONG})
     for resp in (generate, chat):  # both are decoding
         assert json.loads(await resp.content.readline())["done"] is False
     embed = asyncio.create_task(client.post("/api/embed", json={"model": "tiny", "input": "the sky is blue", "options": OPTIONS}))
-    _kill(runner, sig)
+    _kill(runner)
     for resp in (generate, chat):
         assert (await _stream_lines(resp))[-1]["error"].startswith(CRASH_MESSAGE)
     answer = await embed
