@@ -9,7 +9,7 @@ want_test=0
 [ "${1:-}" = "--test" ] && want_test=1
 
 apt_pkgs=(python3-venv build-essential cmake make)
-[ "$want_test" = 1 ] && apt_pkgs+=(docker-registry tmux systemd)
+[ "$want_test" = 1 ] && apt_pkgs+=(docker-registry tmux systemd chromium)
 # kubectl (kustomize) for tests/test_kubernetes.py; any kubectl already installed will do, and
 # Debian's kubernetes-client would conflict with another package's /usr/bin/kubectl.
 [ "$want_test" = 1 ] && ! command -v kubectl >/dev/null && apt_pkgs+=(kubernetes-client)
