@@ -217,6 +217,7 @@ class _Generation:
             prompt=prompt.text,
             **self.prepared.sampling.model_dump(),
             format=self.fmt,
+            format_after=list(prompt.thinking_end) or None,
             shift=self.shift is not False,
             logprobs=self.logprobs or self.top_logprobs > 0,
             top_logprobs=self.top_logprobs,
@@ -336,7 +337,7 @@ class Inference:
         gen = _Generation(
             prepared, keep_alive, started,
             render=lambda runner: render_generate(model, req, think=think, think_level=think_level, runner=runner),
-            make_parser=lambda rendered: OutputParser.for_generate(model, rendered, think=think),
+            make_parser=lambda rendered: OutputParser.for_generate(rendered),
             fmt=fmt, shift=req.shift, logprobs=req.logprobs, top_logprobs=req.top_logprobs, want_context=not req.raw,
         )
 
@@ -384,7 +385,7 @@ class Inference:
         gen = _Generation(
             prepared, keep_alive, started,
             render=lambda runner: render_chat(model, req, think=think, think_level=think_level, runner=runner),
-            make_parser=lambda rendered: OutputParser.for_chat(model, rendered, think=think, tools=req.tools),
+            make_parser=lambda rendered: OutputParser.for_chat(model, rendered),
             fmt=fmt, shift=req.shift, logprobs=req.logprobs, top_logprobs=req.top_logprobs, want_context=False,
         )
 

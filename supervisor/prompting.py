@@ -53,6 +53,10 @@ class RenderedPrompt:
     thinking_end: tuple[str, ...] = ()
     """With thinking on: texts that end the thinking section, after which a ``format``
     grammar applies (the runner's ``format_after``)."""
+    thinking_tags: tuple[str, str] | None = None
+    """With thinking on and no built-in parser: the template's (open, close) tags."""
+    tools: list[Tool] | None = None
+    """The request's tools, validated once, as the tool-call parser needs them."""
 
 
 def _think_value(think: bool | None, level: str | None) -> Any:
@@ -147,15 +151,6 @@ def _thinking_tags(model: Model) -> tuple[str, str] | None:
     return tags
 
 
-def _thinking_end(parser: Parser | None, model: Model, think: bool | None) -> tuple[str, ...]:
-    if not think:
-        return ()
-    if parser is not None:
-        return tuple(parser.thinking_end())
-    tags = _thinking_tags(model)
-    return (tags[1],) if tags else ()
-
-
 RenderFn = Callable[[list[Tool] | None], prompt_lib.RenderResult]
 """Renders a request's prompt showing these tools (the built-in parser may rename them)."""
 
@@ -177,12 +172,18 @@ def _by_renderer(model: Model, renderer: Renderer, messages: list[Message], thin
 async def _render_with(model: Model, last: Message | None, tools: list[Tool] | None, think: Any, render: RenderFn) -> RenderedPrompt:
     """Render in a worker thread, with the built-in parser (if any) initialised first."""
     parser = _builtin_parser(model)
+    shown = tools
     if parser is not None:
         renamed = parser.init(tools or [], last, think)
-        tools = renamed if tools is not None else None
-    result = await asyncio.to_thread(render, tools)
+        shown = renamed if tools is not None else None
+    result = await asyncio.to_thread(render, shown)
     log.debug("rendered prompt model=%s prompt=%r", model.short_name, result.prompt)
-    return RenderedPrompt(result.prompt, result.image_count, parser, _thinking_end(parser, model, bool(think)))
+    if not think:
+        return RenderedPrompt(result.prompt, result.image_count, parser, tools=tools)
+    if parser is not None:
+        return RenderedPrompt(result.prompt, result.image_count, parser, tuple(parser.thinking_end()), tools=tools)
+    tags = _thinking_tags(model)
+    return RenderedPrompt(result.prompt, result.image_count, None, (tags[1],) if tags else (), tags, tools)
 
 
 async def render_generate(model: Model, req: GenerateRequest, *, think: bool | None, think_level: str | None, runner: LoadedRunner | None) -> RenderedPrompt:
@@ -286,29 +287,29 @@ class OutputParser:
         self.builtin = builtin
 
     @staticmethod
-    def _thinking_parser(model: Model, rendered: RenderedPrompt, think: bool | None) -> ThinkingParser | None:
-        tags = _thinking_tags(model) if think else None
+    def _thinking_parser(rendered: RenderedPrompt) -> ThinkingParser | None:
+        tags = rendered.thinking_tags
         return ThinkingParser.for_prompt(tags[0], tags[1], rendered.text) if tags else None
 
     @classmethod
-    def for_generate(cls, model: Model, rendered: RenderedPrompt, *, think: bool | None) -> OutputParser:
+    def for_generate(cls, rendered: RenderedPrompt) -> OutputParser:
         if rendered.parser is not None:
             return cls(None, None, rendered.parser)
-        return cls(cls._thinking_parser(model, rendered, think), None)
+        return cls(cls._thinking_parser(rendered), None)
 
     @classmethod
-    def for_chat(cls, model: Model, rendered: RenderedPrompt, *, think: bool | None, tools: list[dict[str, Any]] | None) -> OutputParser:
+    def for_chat(cls, model: Model, rendered: RenderedPrompt) -> OutputParser:
         if rendered.parser is not None:
             return cls(None, None, rendered.parser)
         tool_parser = None
-        if tools:
+        if rendered.tools:
             template = _parsed_template(model)
             if template is not None:
                 tag = tool_call_tag(template)
             else:
                 tag = chat_template_tool_tag(model.gguf.chat_template if model.gguf else None)
-            tool_parser = ToolCallParser([Tool.model_validate(t) for t in tools], tag)
-        return cls(cls._thinking_parser(model, rendered, think), tool_parser)
+            tool_parser = ToolCallParser(rendered.tools, tag)
+        return cls(cls._thinking_parser(rendered), tool_parser)
 
     def add(self, text: str, *, final: bool) -> tuple[str, str, list[dict[str, Any]]]:
         """Feed generated text; return (thinking, content, tool calls) ready to send."""

@@ -47,7 +47,7 @@ def test_jinja_only_model_returns_tool_calls_streamed_and_whole() -> None:
     rendered = _chat(model, None, tools=TOOLS)
     output = 'Checking.\n<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n</tool_call>'
     for pieces in ([output], list(output)):
-        _, content, calls = _collect(OutputParser.for_chat(model, rendered, think=None, tools=TOOLS), pieces)
+        _, content, calls = _collect(OutputParser.for_chat(model, rendered), pieces)
         assert content.strip() == "Checking."
         assert [(c["function"]["name"], c["function"]["arguments"]) for c in calls] == [("get_weather", {"city": "Paris"})]
 
@@ -56,7 +56,7 @@ def test_jinja_thinking_tags_end_thinking_for_format() -> None:
     model = _model(chat_template=QWEN_JINJA)
     rendered = _chat(model, True)
     assert rendered.thinking_end == ("</think>",)
-    thinking, content, _ = _collect(OutputParser.for_chat(model, rendered, think=True, tools=None), ["Hmm.</think>", '{"a": 1}'])
+    thinking, content, _ = _collect(OutputParser.for_chat(model, rendered), ["Hmm.</think>", '{"a": 1}'])
     assert (thinking, content) == ("Hmm.", '{"a": 1}')
     request = CompletionRequest(prompt=rendered.text, format="json", format_after=list(rendered.thinking_end))
     assert request.format_after == ["</think>"]
@@ -68,7 +68,7 @@ def test_config_renderer_and_parser_drive_the_request() -> None:
     rendered = _chat(model, None, tools=TOOLS)
     assert rendered.text.startswith("<|im_start|>system\nYou are Qwen") and "<name>get_weather</name>" in rendered.text
     output = "<tool_call>\n<function=get_weather>\n<parameter=city>\nParis\n</parameter>\n</function>\n</tool_call>"
-    _, content, calls = _collect(OutputParser.for_chat(model, rendered, think=None, tools=TOOLS), [output])
+    _, content, calls = _collect(OutputParser.for_chat(model, rendered), [output])
     assert content == "" and calls[0]["function"]["arguments"] == {"city": "Paris"}
 
 
@@ -78,7 +78,7 @@ def test_gpt_oss_family_is_parsed_as_harmony_without_config() -> None:
     rendered = _chat(model, True)
     assert "<|channel|>final<|message|>" in rendered.thinking_end
     output = "<|channel|>analysis<|message|>Think.<|end|><|start|>assistant<|channel|>final<|message|>Sunny."
-    assert _collect(OutputParser.for_chat(model, rendered, think=True, tools=None), [output])[:2] == ("Think.", "Sunny.")
+    assert _collect(OutputParser.for_chat(model, rendered), [output])[:2] == ("Think.", "Sunny.")
 
 
 def test_unknown_parser_falls_back_to_the_template() -> None:
