@@ -10,10 +10,10 @@ from typing import Any
 
 from ollamapy.api.types import ListModel, ListResponse
 from ollamapy.errors import OllamapyError
+from ollamapy.golang.timefmt import rfc3339
 from ollamapy.store.model import details_from_config, load_model
 from ollamapy.store.model_store import ModelStore
 from ollamapy.store.names import ModelName
-from ollamapy.supervisor.routes.http_util import rfc3339
 
 __all__ = ["list_models"]
 

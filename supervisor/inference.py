@@ -29,11 +29,11 @@ from ollamapy.api.runner_protocol import CompletionChunk, CompletionRequest, Emb
 from ollamapy.api.types import ChatRequest, EmbeddingRequest, EmbedRequest, GenerateRequest
 from ollamapy.errors import InvalidRequest, OllamapyError, RunnerCrashed
 from ollamapy.golang.durations import parse_keep_alive
+from ollamapy.golang.timefmt import rfc3339_now
 from ollamapy.store.model import Model, find_model
 from ollamapy.store.model_store import ModelStore
 from ollamapy.supervisor.metrics import Metrics
 from ollamapy.supervisor.prompting import OutputParser, RenderedPrompt, render_chat, render_generate
-from ollamapy.supervisor.routes.http_util import rfc3339_now
 from ollamapy.supervisor.scheduler import LoadedRunner, LoadRequest, Scheduler
 from ollamapy.supervisor.serving import PreparedRequest, prepare_load
 

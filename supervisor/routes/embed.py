@@ -12,8 +12,9 @@ from typing import Any
 from aiohttp import web
 
 from ollamapy.api.types import EmbeddingRequest, EmbedRequest
+from ollamapy.golang.timefmt import rfc3339
 from ollamapy.supervisor.app_keys import INFERENCE, SCHEDULER
-from ollamapy.supervisor.routes.http_util import json_response, read_request, rfc3339
+from ollamapy.supervisor.routes.http_util import json_response, read_request
 from ollamapy.supervisor.scheduler import LoadedRunner
 
 __all__ = ["setup_embed_routes"]

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import AsyncIterator, Callable
-from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from aiohttp import web
@@ -24,7 +23,7 @@ from ollamapy.supervisor.lifecycle import STREAMS
 from ollamapy.supervisor.routes.streaming import Framing, record_usage
 
 # STREAMS is defined beside the tracker it holds; the app factory imports it from here.
-__all__ = ["NDJSON", "STREAMS", "json_response", "read_request", "respond_stream", "rfc3339", "rfc3339_now"]
+__all__ = ["NDJSON", "STREAMS", "json_response", "read_request", "respond_stream"]
 
 RequestT = TypeVar("RequestT", bound=BaseModel)
 
@@ -243,15 +242,3 @@ async def respond_stream(
     body = collect(seen) if collect else (seen[-1] if seen else {})
     record_usage(request, body)
     return json_response(body)
-
-
-def rfc3339(moment: datetime) -> str:
-    """RFC 3339 UTC with nanosecond-style fraction, as Go marshals ``time.Time``."""
-    moment = moment.astimezone(UTC)
-    frac = f"{moment.microsecond:06d}".rstrip("0")
-    base = moment.strftime("%Y-%m-%dT%H:%M:%S")
-    return f"{base}.{frac}Z" if frac else f"{base}Z"
-
-
-def rfc3339_now() -> str:
-    return rfc3339(datetime.now(UTC))

@@ -18,6 +18,7 @@ from aiohttp import web
 from ollamapy.api.options import format_parameters
 from ollamapy.api.types import CopyRequest, CreateRequest, DeleteRequest, ShowRequest, ShowResponse
 from ollamapy.errors import BlobNotFound, InvalidRequest, ModelNotFound
+from ollamapy.golang.timefmt import rfc3339
 from ollamapy.store import create as model_create
 from ollamapy.store.gguf import read_gguf
 from ollamapy.store.model import find_model
@@ -26,7 +27,7 @@ from ollamapy.store.modelfile import format_show_modelfile
 from ollamapy.store.names import ModelName
 from ollamapy.supervisor.app_keys import STORE
 from ollamapy.supervisor.catalog import list_models
-from ollamapy.supervisor.routes.http_util import json_response, read_request, respond_stream, rfc3339
+from ollamapy.supervisor.routes.http_util import json_response, read_request, respond_stream
 from ollamapy.supervisor.routes.registry import pull_events
 from ollamapy.supervisor.threads import stream_from_thread
 
