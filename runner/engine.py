@@ -19,7 +19,10 @@ grammar, penalties). So:
   prefix is substantial, else an empty or the least recently used free slot;
 * each step's batch lists the sequences in seq-id order and new requests take slots next
   to busy ones: llama.cpp decodes each run of consecutive seq ids as its own ubatch;
-* embeddings run in the same thread between steps, on a free slot.
+* embeddings run in the same thread between steps, on a free slot;
+* the batch's state (sequences in it, their high-water mark, prompt tokens left to
+  evaluate) is published after every step, before the step's chunks go out, so ``/health``
+  shows which phase a request is in.
 """
 
 from __future__ import annotations
@@ -101,6 +104,12 @@ class Engine(Protocol):
 
     tokens_generated: int
     """Tokens sampled since load (reported by /health, so tests can see generation stop)."""
+    active_sequences: int
+    """Completions in the batch after the last step: admitted to a slot, prompt or decoding."""
+    max_active_sequences: int
+    """The most completions that were in the batch at once since load."""
+    prompt_tokens_pending: int
+    """Prompt tokens of the sequences in the batch not evaluated yet (after the last step)."""
 
     @property
     def active(self) -> int:
@@ -191,6 +200,10 @@ class BatchEngine:
 
     def __init__(self) -> None:
         self.tokens_generated = 0
+        # Written by the engine thread only, read from any thread (see ``_publish``).
+        self.active_sequences = 0
+        self.max_active_sequences = 0
+        self.prompt_tokens_pending = 0
         self._loaded: LoadedModel | None = None
         self._pieces: dict[int, bytes] = {}
         self._lock = threading.Lock()
@@ -367,9 +380,16 @@ class BatchEngine:
         """Deliver what the step produced, all at once after its last sample: the server's
         event loop then wakes once per step (not once per sequence) and never competes
         with the sampling loop for the GIL in the middle of a step."""
+        self._publish()
         outbox, self._outbox = self._outbox, []
         for sink, item in outbox:
             sink(item)
+
+    def _publish(self) -> None:
+        """Expose the batch's state for /health. Called before a step's chunks are delivered,
+        so whoever got a chunk sees (at least) the state of the step that produced it."""
+        self.active_sequences = len(self._running)
+        self.prompt_tokens_pending = sum(len(s.pending) for s in self._running)
 
     def _admissible(self) -> bool:
         """Work is waiting and a slot is free (``_lock`` held)."""
@@ -403,6 +423,8 @@ class BatchEngine:
         sequence.pending = window[common:]
         sequence.admitted_ns = time.perf_counter_ns()
         self._running.append(sequence)
+        # Counted here, not in _publish: a sequence may join and finish within one step.
+        self.max_active_sequences = max(self.max_active_sequences, len(self._running))
 
     def _choose_slot(self, window: list[int]) -> tuple[_Slot, int]:
         """The free slot whose cache shares the longest prefix with the prompt, if that prefix

@@ -26,6 +26,7 @@ from ollamapy.api.runner_protocol import (
     DetokenizeRequest,
     DetokenizeResponse,
     EmbeddingRequest,
+    EmbeddingResponse,
     ErrorResponse,
     HealthResponse,
     LoadSpec,
@@ -131,6 +132,9 @@ class RunnerServer:
                 progress=self.progress,
                 tokens_generated=self.engine.tokens_generated,
                 active=self._submitting + self.engine.active,
+                active_sequences=self.engine.active_sequences,
+                max_active_sequences=self.engine.max_active_sequences,
+                prompt_tokens_pending=self.engine.prompt_tokens_pending,
             )
         )
 
@@ -205,9 +209,10 @@ class RunnerServer:
         finally:
             self._submitting -= 1
         try:
-            return _json(await asyncio.wrap_future(future))
+            result: EmbeddingResponse = await asyncio.wrap_future(future)
         finally:
             cancel.set()
+        return _json(result)
 
     async def tokenize(self, request: web.Request) -> web.Response:
         body = await self._parse(request, TokenizeRequest)

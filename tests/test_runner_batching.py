@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -17,7 +17,7 @@ import pytest
 import pytest_asyncio
 
 from ollamapy.api.options import Options
-from ollamapy.api.runner_protocol import CompletionChunk, CompletionRequest, LoadSpec
+from ollamapy.api.runner_protocol import CompletionChunk, CompletionRequest, HealthResponse, LoadSpec
 from ollamapy.store.model import Model
 from ollamapy.store.model_store import Layer, Manifest
 from ollamapy.store.names import ModelName
@@ -29,8 +29,10 @@ from ollamapy.testing.tiny_gguf import TinyModelSpec, write_tiny_gguf
 
 pytestmark = [pytest.mark.serving]
 
-FOREVER = "root ::= [a-z ] root"
-"""Lowercase letters and spaces, never complete: generation runs until num_predict."""
+FOREVER = "root ::= [a-m] [n-z] root"
+"""Letters from each half of the alphabet in turn, never complete. Only the tiny model's
+one-byte tokens match, so no two tokens in a row are alike and the repeated-token rule
+never ends a generation: it runs until num_predict or until the client leaves."""
 
 SCHEMA = {"type": "object", "properties": {"ok": {"type": "boolean"}}, "required": ["ok"], "additionalProperties": False}
 
@@ -87,6 +89,21 @@ async def test_seeded_sampling_is_per_sequence(runner: RunnerProcess) -> None:
     assert alone[0] == alone[3] and len(set(alone)) > 1
 
 
+async def until_health(runner: RunnerProcess, condition: Callable[[HealthResponse], bool]) -> HealthResponse:
+    """Poll /health until ``condition`` holds; fail after a minute instead of hanging."""
+    async with asyncio.timeout(60):
+        while not condition(health := await runner.health()):
+            await asyncio.sleep(0.01)
+    return health
+
+
+async def until_idle(runner: RunnerProcess) -> HealthResponse:
+    """Wait until no request is left and the decode batch is empty."""
+    health = await until_health(runner, lambda h: h.active == 0 and h.active_sequences == 0)
+    assert health.prompt_tokens_pending == 0
+    return health
+
+
 async def first_chunks(stream: AsyncIterator[CompletionChunk], n: int) -> list[CompletionChunk]:
     """The next ``n`` chunks of an endless stream (none of them may be the last). A stream
     left waiting behind another one (no batching) fails here instead of hanging the suite."""
@@ -104,7 +121,8 @@ async def test_requests_are_decoded_together(runner: RunnerProcess) -> None:
     try:
         for stream in streams:
             await first_chunks(stream, 1)
-        assert (await runner.health()).active == 4
+        health = await runner.health()
+        assert (health.active, health.active_sequences, health.max_active_sequences) == (4, 4, 4)
         for _ in range(3):  # round after round, every stream advances
             await asyncio.gather(*(first_chunks(stream, 5) for stream in streams))
         assert (await runner.health()).active == 4
@@ -145,12 +163,12 @@ async def test_cancelling_one_sequence_leaves_the_others_intact(runner: RunnerPr
 
     together, _ = await asyncio.gather(complete(runner, num_predict=80, grammar=FOREVER), cancelled())
     assert together[0] == alone
-    while (health := await runner.health()).active:
-        await asyncio.sleep(0.01)
+    health = await until_idle(runner)
     generated = health.tokens_generated - before
     assert 80 < generated < 100_000
-    await asyncio.sleep(0.2)
-    assert (await runner.health()).tokens_generated - before == generated  # nothing runs on
+    # Nothing runs on: a sequence left in the batch would be sampled in each step of the next request.
+    _, chunks = await complete(runner, num_predict=4)
+    assert (await runner.health()).tokens_generated - before == generated + chunks[-1].eval_count
 
 
 @pytest.mark.asyncio(loop_scope="module")
@@ -160,15 +178,13 @@ async def test_a_request_waiting_for_a_slot_can_be_cancelled(runner: RunnerProce
     for stream in streams:  # all four slots busy
         await anext(stream)
     waiting = asyncio.create_task(anext(runner.completion(endless)))
-    while (await runner.health()).active < 5:
-        await asyncio.sleep(0.01)
+    health = await until_health(runner, lambda h: h.active == 5)
+    assert health.active_sequences == 4  # the fifth waits for a slot
     waiting.cancel()
-    while (await runner.health()).active > 4:
-        await asyncio.sleep(0.01)
+    await until_health(runner, lambda h: h.active == 4)
     for stream in streams:
         await stream.aclose()
-    while (await runner.health()).active:
-        await asyncio.sleep(0.01)
+    await until_idle(runner)
     text, _ = await complete(runner, num_predict=4)  # every slot is free again
     assert text
 
@@ -234,21 +250,35 @@ async def test_each_sequence_has_its_share_of_the_context(sharp_gguf: Path) -> N
 
 @pytest.mark.asyncio(loop_scope="module")
 async def test_cancelling_a_prompt_evaluation_does_not_disturb_decoding(sharp_gguf: Path) -> None:
+    """An endless stream decodes while a long prompt is evaluated beside it (64 tokens a
+    step), and that evaluation is cancelled: the stream's tokens, before and after, are
+    the ones it gets alone."""
     runner = await start(LoadSpec(model_path=str(sharp_gguf), num_ctx=2 * 8192, num_parallel=2))
     try:
-        alone, _ = await complete(runner, num_predict=200, grammar=FOREVER)
-        decoding = asyncio.create_task(complete(runner, num_predict=200, grammar=FOREVER))
+        before = (await runner.health()).tokens_generated
+        decoding = runner.completion(CompletionRequest(prompt="the sky is", temperature=0.0, num_predict=100_000, grammar=FOREVER))
+        chunks = await first_chunks(decoding, 1)
         long_prompt = CompletionRequest(tokens=[1] + [100] * 8000, num_predict=1)
         task = asyncio.create_task(anext(aiter(runner.completion(long_prompt))))
-        await asyncio.sleep(0.5)
+
+        def underway(health: HealthResponse) -> bool:
+            assert not task.done(), "the prompt evaluation ended before it was seen"
+            return health.active_sequences == 2 and 0 < health.prompt_tokens_pending < 8001
+
+        await until_health(runner, underway)
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
-        text, _ = await decoding
-        assert text == alone
-        while (await runner.health()).active:
-            await asyncio.sleep(0.01)
+        gone = await until_health(runner, lambda h: h.active == 1 and h.active_sequences == 1)
         assert "completion cancelled during prompt evaluation" in runner.stderr_tail
+        # Read on past the point where the prompt was dropped, then compare with a lone run.
+        decoded_by_then = gone.tokens_generated - before
+        async with asyncio.timeout(60):
+            while chunks[-1].eval_count < decoded_by_then + 20:
+                chunks.append(await anext(decoding))
+        await decoding.aclose()
+        alone, _ = await complete(runner, num_predict=chunks[-1].eval_count, grammar=FOREVER)
+        assert "".join(c.content for c in chunks) == alone
     finally:
         await runner.close()
 

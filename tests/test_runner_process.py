@@ -2,7 +2,7 @@
 
 Most tests share one runner on the tiny GGUF (module scope); tests that kill or reconfigure
 a runner start their own. Long generations use a grammar with no end (``FOREVER``) so the
-random tiny model can neither emit EOS nor trip the repeated-token rule before the test acts.
+random tiny model can neither emit EOS nor trip the repeated-token rule.
 """
 
 from __future__ import annotations
@@ -14,22 +14,24 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import psutil
 import pytest
 import pytest_asyncio
 
-from ollamapy.api.runner_protocol import CompletionChunk, CompletionRequest, LoadSpec
+from ollamapy.api.runner_protocol import CompletionChunk, CompletionRequest, HealthResponse, LoadSpec
 from ollamapy.errors import InvalidRequest, OllamapyError, RunnerCrashed
 from ollamapy.supervisor.runner_process import CRASH_MESSAGE, RunnerProcess
 from ollamapy.testing.tiny_gguf import write_tiny_lora
 
 pytestmark = [pytest.mark.serving, pytest.mark.asyncio(loop_scope="module")]
 
-FOREVER = "root ::= [a-z ] root"
-"""Lowercase letters and spaces, never complete: generation runs until num_predict."""
+FOREVER = "root ::= [a-m] [n-z] root"
+"""Letters from each half of the alphabet in turn, never complete. Only the tiny model's
+one-byte tokens match, so no two tokens in a row are alike and the repeated-token rule
+never ends a generation: it runs until num_predict or until the client leaves."""
 
 SCHEMA = {"type": "object", "properties": {"ok": {"type": "boolean"}}, "required": ["ok"], "additionalProperties": False}
 
@@ -55,6 +57,33 @@ async def complete(runner: RunnerProcess, **options: object) -> tuple[str, list[
     request = CompletionRequest(**{"prompt": "the sky is", "temperature": 0.0, **options})  # type: ignore[arg-type]
     chunks = [chunk async for chunk in runner.completion(request)]
     return "".join(c.content for c in chunks), chunks
+
+
+async def until_health(runner: RunnerProcess, condition: Callable[[HealthResponse], bool]) -> HealthResponse:
+    """Poll /health until ``condition`` holds; fail after a minute instead of hanging."""
+    async with asyncio.timeout(60):
+        while not condition(health := await runner.health()):
+            await asyncio.sleep(0.01)
+    return health
+
+
+async def until_idle(runner: RunnerProcess) -> HealthResponse:
+    """Wait until no request is left and the decode batch is empty."""
+    health = await until_health(runner, lambda h: h.active == 0 and h.active_sequences == 0)
+    assert health.prompt_tokens_pending == 0
+    return health
+
+
+async def until_prompt_evaluation_underway(runner: RunnerProcess, prompt_tokens: int, reader: asyncio.Task[object]) -> None:
+    """Wait until the runner has evaluated some but not all of a ``prompt_tokens`` prompt
+    (it goes ``num_batch`` tokens per step, so this holds from its first chunk to its
+    last); fail if ``reader`` got an answer first: the prompt was done before we looked."""
+
+    def underway(health: HealthResponse) -> bool:
+        assert not reader.done(), "the prompt evaluation ended before it was seen"
+        return 0 < health.prompt_tokens_pending < prompt_tokens
+
+    await until_health(runner, underway)
 
 
 def assert_gone(pid: int) -> None:
@@ -380,15 +409,26 @@ async def test_client_disconnect_stops_generation(runner: RunnerProcess) -> None
     async for _ in stream:
         break
     await stream.aclose()
-    while (health := await runner.health()).active:
-        await asyncio.sleep(0.01)
+    health = await until_idle(runner)
     generated = health.tokens_generated - before
     assert 0 < generated < 100_000
-    await asyncio.sleep(0.2)
-    assert (await runner.health()).tokens_generated - before == generated  # nothing runs on
     assert "completion cancelled after" in runner.stderr_tail
-    text, _ = await complete(runner, num_predict=4)  # and the runner serves the next request
+    # The runner serves the next request, and nothing else runs beside it: a sequence
+    # left in the batch would be sampled in each of its steps.
+    text, chunks = await complete(runner, num_predict=4)
     assert text
+    assert (await runner.health()).tokens_generated - before == generated + chunks[-1].eval_count
+
+
+async def test_health_reports_the_decode_batch(runner: RunnerProcess) -> None:
+    """/health shows what the engine is doing: sequences in the batch, their high-water
+    mark and the prompt tokens still to evaluate (the prompt phase: see the next test)."""
+    stream = runner.completion(CompletionRequest(prompt="the sky is", temperature=1.0, seed=1, num_predict=100_000, grammar=FOREVER))
+    await anext(stream)  # its prompt is evaluated and it is decoding
+    health = await runner.health()
+    assert (health.active, health.active_sequences, health.max_active_sequences, health.prompt_tokens_pending) == (1, 1, 1, 0)
+    await stream.aclose()
+    assert (await until_idle(runner)).max_active_sequences == 1
 
 
 async def test_cancelling_a_long_prompt_evaluation_aborts_it(tiny_gguf: Path) -> None:
@@ -396,15 +436,13 @@ async def test_cancelling_a_long_prompt_evaluation_aborts_it(tiny_gguf: Path) ->
     try:
         request = CompletionRequest(tokens=[1] + [100] * 8000, num_predict=1)
         task = asyncio.create_task(anext(aiter(runner.completion(request))))
-        while not (await runner.health()).active:
-            await asyncio.sleep(0.01)
-        await asyncio.sleep(0.3)  # inside the prompt evaluation (it takes seconds)
+        await until_prompt_evaluation_underway(runner, 8001, task)
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
-        while (await runner.health()).active:
-            await asyncio.sleep(0.01)
+        health = await until_idle(runner)
         assert "completion cancelled during prompt evaluation" in runner.stderr_tail
+        assert health.tokens_generated == 0  # the prompt was never finished, nothing sampled
         _, chunks = await complete(runner, num_predict=4)  # the runner serves the next request
         assert chunks[-1].done_reason == "length"
         assert chunks[-1].prompt_cached_count <= 1  # at most the shared BOS survived

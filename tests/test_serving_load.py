@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,9 +21,10 @@ import psutil
 import pytest
 from aiohttp.test_utils import TestClient
 
+from ollamapy.api.runner_protocol import HealthResponse
 from ollamapy.supervisor.app import create_app
 from ollamapy.supervisor.app_keys import SCHEDULER
-from ollamapy.testing.api import create_model, generated_tokens_settle
+from ollamapy.testing.api import create_model
 from ollamapy.testing.tiny_gguf import TinyModelSpec, write_tiny_gguf
 
 pytestmark = pytest.mark.serving
@@ -63,14 +65,27 @@ async def embedding(client: TestClient, text: str) -> list[float]:
     return list((await resp.json())["embeddings"][0])
 
 
-async def dropped_stream(client: TestClient, lines: int) -> int:
-    """Read ``lines`` chunks of an endless stream, then hang up."""
+async def dropped_stream(client: TestClient, lines: int, full_batch: asyncio.Event) -> int:
+    """Read ``lines`` chunks of an endless stream, then hang up once the runner has had a
+    full batch: the endless streams hold their slots until then, so it surely happens."""
     resp = await client.post("/api/generate", json={"model": "sharp", "prompt": "x", "format": ENDLESS, "options": {"num_predict": 100_000}})
     assert resp.status == 200, await resp.text()
     for _ in range(lines):
         assert json.loads(await resp.content.readline())["done"] is False
+    try:
+        await asyncio.wait_for(full_batch.wait(), 60)
+    except TimeoutError:
+        raise AssertionError("the runner never had all of its slots busy at once") from None
     resp.close()
     return lines
+
+
+async def until_health(runner: Any, condition: Callable[[HealthResponse], bool]) -> HealthResponse:
+    """Poll the runner's /health until ``condition`` holds; fail after a minute instead of hanging."""
+    async with asyncio.timeout(60):
+        while not condition(health := await runner.health()):
+            await asyncio.sleep(0.01)
+    return health
 
 
 async def test_mixed_concurrent_load_loses_and_leaks_nothing(client: TestClient) -> None:
@@ -79,8 +94,10 @@ async def test_mixed_concurrent_load_loses_and_leaks_nothing(client: TestClient)
     (runner,) = client.app[SCHEDULER].loaded()
     pid = runner.handle.pid
     assert len(set(alone.values())) > 1
+    assert (await runner.handle.health()).max_active_sequences == 1  # one at a time so far
 
     rng = random.Random(7)
+    full_batch = asyncio.Event()
     jobs: list[tuple[str, str, Any]] = []
     for i in range(24):
         prompt = PROMPTS[i % len(PROMPTS)]
@@ -94,21 +111,19 @@ async def test_mixed_concurrent_load_loses_and_leaks_nothing(client: TestClient)
         elif kind == "embed":
             jobs.append((kind, PROMPTS[0], embedding(client, PROMPTS[0])))
         else:
-            jobs.append((kind, prompt, dropped_stream(client, rng.randint(1, 20))))
-    busiest = 0
+            jobs.append((kind, prompt, dropped_stream(client, rng.randint(1, 20), full_batch)))
 
     async def watch() -> None:
-        nonlocal busiest
-        while True:
-            busiest = max(busiest, (await runner.handle.health()).active)
-            await asyncio.sleep(0.005)
+        await until_health(runner.handle, lambda h: h.max_active_sequences >= 4)
+        full_batch.set()
 
     watcher = asyncio.create_task(watch())
     try:
         results = await asyncio.wait_for(asyncio.gather(*(job for _, _, job in jobs)), 180)
     finally:
         watcher.cancel()
-    assert busiest >= 4  # the runner really had a full batch
+    # The runner really had a full batch: four sequences decoded together, never more.
+    assert (await runner.handle.health()).max_active_sequences == 4
 
     for (kind, prompt, _), result in zip(jobs, results):
         if kind == "embed":
@@ -116,14 +131,10 @@ async def test_mixed_concurrent_load_loses_and_leaks_nothing(client: TestClient)
         elif kind != "drop":
             assert result == alone[prompt], (kind, prompt)
 
-    # The dropped streams stopped: no sequence is left and nothing is generated any more.
-    health = runner.handle.health
-    for _ in range(200):
-        if (await health()).active == 0:
-            break
-        await asyncio.sleep(0.05)
-    assert (await health()).active == 0
-    await generated_tokens_settle(runner.handle)
+    # The dropped streams stopped: no request is left and the decode batch is empty, so
+    # nothing is generated any more.
+    health = await until_health(runner.handle, lambda h: h.active == 0 and h.active_sequences == 0)
+    assert health.prompt_tokens_pending == 0
 
     # Same runner, no stray processes, and the same answers afterwards.
     assert [r.handle.pid for r in client.app[SCHEDULER].loaded()] == [pid]

@@ -205,6 +205,14 @@ class HealthResponse(BaseModel):
     """Tokens sampled since the runner started (all requests)."""
     active: int = 0
     """Completion/embedding requests being served or waiting for a sequence slot."""
+    active_sequences: int = 0
+    """Completions in the decode batch now (holding a sequence slot: prompt or generation)."""
+    max_active_sequences: int = 0
+    """The most completions that were in the decode batch at once since the model loaded:
+    whether the runner ever served ``num_parallel`` requests together."""
+    prompt_tokens_pending: int = 0
+    """Prompt tokens of the completions in the batch still to be evaluated: above zero
+    while a prompt is being evaluated (requests waiting for a slot are not counted)."""
 
 
 class ErrorResponse(BaseModel):
