@@ -70,7 +70,7 @@ async def test_a_runner_that_failed_a_request_is_dropped_before_it_is_reaped(tmp
         handles.append(_Unreaped(len(handles) + 1))
         return handles[-1]
 
-    scheduler = Scheduler(factory)  # type: ignore[arg-type]  # the fake has what the scheduler uses of RunnerHandle
+    scheduler = Scheduler(factory)
     config = Layer(media_type=MEDIA_TYPE_CONFIG, digest="sha256:" + "0" * 64, size=2)
     model = Model(name=ModelName.parse("tiny"), manifest=Manifest(config=config, layers=[]), config={}, digest="tiny",
                   modified_at=datetime.now(UTC), model_path=tmp_path / "tiny.gguf")
