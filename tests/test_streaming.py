@@ -120,7 +120,11 @@ def _convert(kind: str) -> Callable[[Native], list[Any]] | None:
 
 
 @pytest.mark.parametrize("kind", FRAMINGS)
-@pytest.mark.parametrize("error", [RunnerCrashed("model runner has unexpectedly stopped"), KeyError("a bug")], ids=["ollamapy-error", "bug"])
+@pytest.mark.parametrize(
+    "error",
+    [RunnerCrashed("model runner has unexpectedly stopped"), KeyError("a bug"), ConnectionResetError("runner connection lost")],
+    ids=["ollamapy-error", "bug", "connection-reset-from-the-events"],
+)
 async def test_an_error_after_the_first_event_is_one_error_event_in_the_apis_shape(aiohttp_client: Any, models_dir: Path, kind: str, error: Exception) -> None:
     async def script(request: web.Request) -> AsyncIterator[Native]:
         yield CHUNK
@@ -131,7 +135,8 @@ async def test_an_error_after_the_first_event_is_one_error_event_in_the_apis_sha
     assert resp.status == 200
     frames = _frames(kind, await resp.text())
     assert len(frames) == 2  # the event, then the error; no end marker
-    assert frames[-1] == _error_frame(kind, str(error) if isinstance(error, RunnerCrashed) else "'a bug'")
+    # a ConnectionResetError from the events is not the client leaving: the client is told
+    assert frames[-1] == _error_frame(kind, "'a bug'" if isinstance(error, KeyError) else str(error))
 
 
 @pytest.mark.parametrize("kind", FRAMINGS)

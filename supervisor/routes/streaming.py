@@ -61,6 +61,12 @@ async def close_events(iterator: AsyncIterator[Any]) -> None:
         await closer()
 
 
+class _ClientGone(Exception):
+    """A write to the client failed: it went away. Kept apart from a ``ConnectionResetError``
+    the events themselves raise (a lost runner connection), which must still end the
+    stream with an error event."""
+
+
 def _unchanged(native: Native) -> list[Any]:
     return [native]
 
@@ -92,7 +98,7 @@ class Framing(Generic[EventT]):
                 async for native in iterator:
                     await self._send(request, response, native, convert or _unchanged)
                 if self.end:
-                    await response.write(self.end)
+                    await self._write(response, self.end)
         except asyncio.CancelledError:
             if not tracker.draining:
                 raise  # the server is stopping without a grace period, or the client went away
@@ -101,7 +107,7 @@ class Framing(Generic[EventT]):
             if task is not None:
                 task.uncancel()
             error = OllamapyError(SHUTDOWN_ERROR)
-        except ConnectionResetError:
+        except _ClientGone:
             # the client went away after the headers (before them, _prepare raised 499)
             request[REQUEST_CLIENT_GONE] = True
             return response
@@ -134,4 +140,11 @@ class Framing(Generic[EventT]):
     async def _send(self, request: web.Request, response: web.StreamResponse, native: Native, convert: Callable[[Native], list[EventT]]) -> None:
         record_usage(request, native)
         for event in convert(native):
-            await response.write(self.encode(event))
+            await self._write(response, self.encode(event))
+
+    @staticmethod
+    async def _write(response: web.StreamResponse, data: bytes) -> None:
+        try:
+            await response.write(data)
+        except ConnectionResetError:
+            raise _ClientGone from None
