@@ -19,6 +19,9 @@ grammar, penalties). So:
   prefix is substantial, else an empty or the least recently used free slot;
 * each step's batch lists the sequences in seq-id order and new requests take slots next
   to busy ones: llama.cpp decodes each run of consecutive seq ids as its own ubatch;
+* images (``runner.vision``) are part of the prompt's token list as pseudo-tokens keyed by
+  their content hash; a step evaluates either a run of text tokens or one whole image, and
+  a prefix cache is only ever kept up to an image's start or end, never inside one;
 * embeddings run in the same thread between steps, on a free slot;
 * the batch's state (sequences in it, their high-water mark, prompt tokens left to
   evaluate) is published after every step, before the step's chunks go out, so ``/health``
@@ -27,6 +30,7 @@ grammar, penalties). So:
 
 from __future__ import annotations
 
+import base64
 import concurrent.futures
 import ctypes
 import itertools
@@ -55,6 +59,7 @@ from ollamapy.errors import InvalidRequest
 from .load import LoadedModel, load_model
 from .sampling import GrammarGate, build_sampler, grammar_text
 from .textstream import OutputFilter
+from .vision import ImageSpan, Vision, VisionPrompt
 
 __all__ = ["MAX_TOKEN_REPEAT", "PREFILL_CHUNK_WHILE_DECODING", "SLOT_PROMPT_SIMILARITY", "BatchEngine", "ChunkSink", "Engine", "Ticket"]
 
@@ -164,6 +169,8 @@ class _Sequence:
     limit: int
     gate: GrammarGate | None = None
     """Until the thinking section ends, the sampler runs without the grammar."""
+    vision: VisionPrompt | None = None
+    """The prompt's images (``prompt`` holds their pseudo-tokens); freed with the sequence."""
     slot: _Slot | None = None
     pending: list[int] = field(default_factory=list)
     """Prompt tokens not evaluated yet."""
@@ -205,6 +212,7 @@ class BatchEngine:
         self.max_active_sequences = 0
         self.prompt_tokens_pending = 0
         self._loaded: LoadedModel | None = None
+        self._vision: Vision | None = None
         self._pieces: dict[int, bytes] = {}
         self._lock = threading.Lock()
         self._wake_cond = threading.Condition(self._lock)
@@ -235,6 +243,7 @@ class BatchEngine:
 
     def load(self, spec: LoadSpec, progress: Callable[[float], bool]) -> None:
         loaded = self._loaded = load_model(spec, progress)
+        self._vision = loaded.vision
         self._spec = spec
         self._n_parallel = spec.num_parallel
         # Each sequence gets its share of the cells: Ollama's num_ctx is per request.
@@ -282,8 +291,30 @@ class BatchEngine:
         return b"".join(self._piece(t) for t in tokens).decode("utf-8", errors="replace")
 
     def submit(self, request: CompletionRequest, sink: ChunkSink) -> Ticket:
+        vision = self._tokenize_images(request) if request.images else None
+        try:
+            return self._submit(request, sink, vision)
+        except BaseException:
+            if vision is not None:
+                vision.close()
+            raise
+
+    def _tokenize_images(self, request: CompletionRequest) -> VisionPrompt:
+        if self._vision is None:
+            raise InvalidRequest("this model does not support images")
+        if request.prompt is None:
+            raise InvalidRequest("images need a text prompt with their [img-N] markers")
+        try:
+            images = [base64.b64decode(image, validate=True) for image in request.images]
+        except ValueError:
+            raise InvalidRequest("invalid image input") from None
+        return self._vision.tokenize(request.prompt, images)
+
+    def _submit(self, request: CompletionRequest, sink: ChunkSink, vision: VisionPrompt | None) -> Ticket:
         n_ctx = self._n_ctx
-        if request.tokens is not None:
+        if vision is not None:
+            prompt = list(vision.tokens)
+        elif request.tokens is not None:
             prompt = list(request.tokens)
             self._check_ids(prompt)
         else:
@@ -295,17 +326,17 @@ class BatchEngine:
         num_keep = max(0, min(num_keep, n_ctx - 2))
         window = prompt
         if len(prompt) > n_ctx:
-            if not request.shift:
+            if not request.shift or vision is not None:
                 raise InvalidRequest("input exceeds maximum context length")
             discard = len(prompt) - n_ctx
             window = prompt[:num_keep] + prompt[num_keep + discard :]
             log.warning("truncating input prompt: limit=%d prompt=%d keep=%d new=%d", n_ctx, len(prompt), num_keep, len(window))
-        sampler = build_sampler(self._model.vocab, request, window, n_ctx, self._spec.seed)
+        sampler = build_sampler(self._model.vocab, request, _text(window), n_ctx, self._spec.seed)
         gate = None
         if request.format_after and grammar_text(request) is not None:
             # the full chain above validated the grammar; thinking runs without it
             gate = GrammarGate(request.format_after)
-            sampler = build_sampler(self._model.vocab, request, window, n_ctx, self._spec.seed, constrained=False)
+            sampler = build_sampler(self._model.vocab, request, _text(window), n_ctx, self._spec.seed, constrained=False)
         ticket = Ticket(self._wake)
         sequence = _Sequence(
             request=request,
@@ -317,6 +348,7 @@ class BatchEngine:
             sampler=sampler,
             limit=self._predict_limit(request.num_predict, n_ctx),
             gate=gate,
+            vision=vision,
         )
         self._enqueue(sequence)
         return ticket
@@ -413,7 +445,7 @@ class BatchEngine:
     def _start(self, sequence: _Sequence) -> None:
         """Take a free slot (see ``_choose_slot``) and keep the prefix its cache shares with the prompt."""
         window = sequence.window
-        slot, common = self._choose_slot(window)
+        slot, common = self._choose_slot(window, sequence.vision)
         slot.busy = True
         slot.last_used = next(self._use_counter)
         if common < len(slot.cached) and not self._forget(slot, common):
@@ -426,7 +458,7 @@ class BatchEngine:
         # Counted here, not in _publish: a sequence may join and finish within one step.
         self.max_active_sequences = max(self.max_active_sequences, len(self._running))
 
-    def _choose_slot(self, window: list[int]) -> tuple[_Slot, int]:
+    def _choose_slot(self, window: list[int], vision: VisionPrompt | None) -> tuple[_Slot, int]:
         """The free slot whose cache shares the longest prefix with the prompt, if that prefix
         is worth the slot: it is the slot's whole cache (nothing is lost) or at least
         ``SLOT_PROMPT_SIMILARITY`` of the prompt (llama-server's rule). Otherwise an empty
@@ -437,6 +469,8 @@ class BatchEngine:
         free = [slot for slot in self._slots if not slot.busy]
         # At least the last prompt token is always evaluated again, so fresh logits exist.
         scored = [(slot, _common_prefix(slot.cached, window, len(window) - 1)) for slot in free]
+        if vision is not None:
+            scored = [(slot, vision.image_boundary(common)) for slot, common in scored]
         best, common = max(scored, key=lambda sc: (sc[1], -sc[0].last_used))
         if common > 0 and (common == len(best.cached) or common >= SLOT_PROMPT_SIMILARITY * len(window)):
             return best, common
@@ -514,6 +548,14 @@ class BatchEngine:
     def _prefill(self, sequence: _Sequence, limit: int) -> None:
         assert sequence.slot is not None
         ctx = self._model.ctx
+        vision = sequence.vision
+        if vision is not None:
+            at = len(sequence.window) - len(sequence.pending)
+            image = vision.image_at(at)
+            if image is not None:
+                self._prefill_image(sequence, image)
+                return
+            limit = min(limit, vision.next_image(at) - at)
         take = min(len(sequence.pending), limit)
         last = take == len(sequence.pending)
         start = len(sequence.slot.cached)
@@ -537,13 +579,28 @@ class BatchEngine:
             return  # llama.cpp removed the chunk from the KV cache; the sequence is reaped next
         if status != 0:
             raise RuntimeError(f"llama_decode failed with status {status} (prompt chunk of {n} tokens)")
-        sequence.slot.cached.extend(sequence.pending[:take])
-        del sequence.pending[:take]
-        if last:
+        self._prefilled(sequence, take, n - 1 if last else None)
+
+    def _prefill_image(self, sequence: _Sequence, image: ImageSpan) -> None:
+        """Evaluate the prompt's next item, an image, as one step of its own."""
+        assert sequence.slot is not None and self._vision is not None
+        last = image.end == len(sequence.window)
+        began = time.perf_counter_ns()
+        self._vision.evaluate(self._model.ctx, image, len(sequence.slot.cached), sequence.slot.seq_id, self._n_batch, last)
+        log.debug("image of %d tokens evaluated in %.2f ms", image.n_tokens, (time.perf_counter_ns() - began) / 1e6)
+        self._prefilled(sequence, image.n_pos, -1 if last else None)
+
+    def _prefilled(self, sequence: _Sequence, count: int, logits_index: int | None) -> None:
+        """The next ``count`` prompt positions are in the KV now; after the last one
+        (``logits_index`` is where its logits are) the first token is sampled."""
+        assert sequence.slot is not None
+        sequence.slot.cached.extend(sequence.pending[:count])
+        del sequence.pending[:count]
+        if logits_index is not None:
             now = time.perf_counter_ns()
             sequence.prompt_ns = now - sequence.admitted_ns
             sequence.prompt_done_ns = now
-            self._sample(sequence, n - 1)
+            self._sample(sequence, logits_index)
 
     def _put(self, n: int, token: int, pos: int, seq_id: int, logits: bool) -> int:
         batch = self._batch
@@ -571,7 +628,7 @@ class BatchEngine:
         if sequence.gate is not None and sequence.gate.push(piece):
             # thinking is over: the grammar constrains the rest (penalties see the output too)
             sequence.gate = None
-            sequence.sampler = build_sampler(self._model.vocab, request, sequence.window + sequence.generated, self._n_ctx, self._spec.seed)
+            sequence.sampler = build_sampler(self._model.vocab, request, _text(sequence.window) + sequence.generated, self._n_ctx, self._spec.seed)
         key = piece.strip(_WHITESPACE)
         sequence.repeat, sequence.last_key = (sequence.repeat + 1 if key == sequence.last_key else 0), key
         if sequence.repeat > MAX_TOKEN_REPEAT:
@@ -628,11 +685,12 @@ class BatchEngine:
             # The response's tokens: no EOS, none that reaches into a stop string.
             out = sequence.out
             limit_at = out.stop_offset if out.stop_offset is not None else out.decoded_length
-            context = sequence.prompt + [t for t, end in zip(sequence.generated, sequence.ends) if end <= limit_at]
+            context = _text(sequence.prompt) + [t for t, end in zip(sequence.generated, sequence.ends) if end <= limit_at]
         eval_ns = time.perf_counter_ns() - sequence.prompt_done_ns
+        prompt_count = sequence.vision.n_tokens if sequence.vision is not None else len(sequence.window)
         log.info(
             "completion done: prompt %d tokens (%d cached) in %.1f ms, %d tokens in %.1f ms, %s",
-            len(sequence.window), sequence.cached_count, sequence.prompt_ns / 1e6, len(sequence.generated), eval_ns / 1e6, reason,
+            prompt_count, sequence.cached_count, sequence.prompt_ns / 1e6, len(sequence.generated), eval_ns / 1e6, reason,
         )
         self._emit(
             sequence.sink,
@@ -643,7 +701,7 @@ class BatchEngine:
                 eval_duration=eval_ns,
                 done=True,
                 done_reason=reason,
-                prompt_eval_count=len(sequence.window),
+                prompt_eval_count=prompt_count,
                 prompt_eval_duration=sequence.prompt_ns,
                 prompt_cached_count=sequence.cached_count,
                 context=context,
@@ -666,6 +724,8 @@ class BatchEngine:
     def _finish_job(self, job: _Sequence | _EmbedJob) -> None:
         if isinstance(job, _Sequence):
             job.sampler.close()
+            if job.vision is not None:
+                job.vision.close()
             self._emit(job.sink, None)
         with self._lock:
             self._active -= 1
@@ -750,6 +810,11 @@ class BatchEngine:
     def _check_ids(self, tokens: list[int]) -> None:
         if any(t < 0 or t >= self._n_vocab for t in tokens):
             raise InvalidRequest("invalid token id")
+
+
+def _text(tokens: list[int]) -> list[int]:
+    """The text tokens of a prompt, without image pseudo-tokens (which are negative)."""
+    return [t for t in tokens if t >= 0]
 
 
 def _seq_id(sequence: _Sequence) -> int:

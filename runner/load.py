@@ -24,6 +24,8 @@ from ollamapy.api.runner_protocol import LoadSpec, SplitMode
 from ollamapy.kv_cache import KV_CACHE_TYPES, KV_FALLBACK_WARNING, effective_kv_cache_type
 from ollamapy.store.gguf import read_gguf
 
+from .vision import Vision, load_vision
+
 __all__ = [
     "LoadedModel",
     "apply_adapters",
@@ -180,9 +182,15 @@ class LoadedModel:
     memory: llama_lib.llama_memory_t | None
     """The KV cache, or None for models without one (non-causal encoders)."""
     adapters: list[Any]
+    vision: Vision | None = None
+    """The projector (mmproj) that turns images into embeddings, when the model has one."""
 
     def close(self) -> None:
-        """Free the context, then the model; the handles become NULL, so a second close is a no-op."""
+        """Free the projector, the context, then the model; the handles become NULL, so a
+        second close is a no-op."""
+        if self.vision is not None:
+            self.vision.close()
+            self.vision = None
         if self.ctx:
             llama_lib.llama_free(self.ctx)
             self.ctx = llama_lib.llama_context_p(0)
@@ -192,7 +200,7 @@ class LoadedModel:
 
 
 def load_model(spec: LoadSpec, progress: Callable[[float], bool]) -> LoadedModel:
-    """Load the model with its adapters; ``progress`` returning False aborts the load."""
+    """Load the model with its adapters and projector; ``progress`` returning False aborts the load."""
     install_llama_log()
     llama_lib.llama_backend_init()
     if not os.path.exists(spec.model_path):
@@ -209,6 +217,9 @@ def load_model(spec: LoadSpec, progress: Callable[[float], bool]) -> LoadedModel
     loaded = LoadedModel(model=model, ctx=ctx, vocab=llama_lib.llama_model_get_vocab(model), memory=memory, adapters=[])
     try:
         loaded.adapters = apply_adapters(model, ctx, spec.adapters)
+        if spec.projectors:
+            threads = spec.num_thread if spec.num_thread > 0 else default_threads()
+            loaded.vision = load_vision(model, spec.projectors[0], threads, spec.n_gpu_layers != 0, _llama_log)
     except BaseException:
         loaded.close()
         raise

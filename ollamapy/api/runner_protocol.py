@@ -65,6 +65,9 @@ class LoadSpec(_Strict):
     """The GGUF file (a blob in the store)."""
     adapters: list[str] = []
     """LoRA adapter GGUFs, applied at load with scale 1.0 (Modelfile ``ADAPTER``)."""
+    projectors: list[str] = []
+    """Vision projector GGUFs (``general.architecture = clip``, the model's projector
+    layers); the first is loaded with llama.cpp's multimodal library."""
     num_ctx: int = Field(4096, ge=4)
     """Context length in tokens (KV cache size), shared by all ``num_parallel`` sequences."""
     num_parallel: int = Field(1, ge=1, le=256)
@@ -99,6 +102,9 @@ class CompletionRequest(SamplingOptions):
     """Prompt text; tokenized with the model's BOS and special-token parsing."""
     tokens: list[int] | None = None
     """Prompt as token ids instead of text (exactly one of ``prompt``/``tokens``)."""
+    images: list[str] = []
+    """Base64 image data; image N goes where the prompt says ``[img-N]`` (needs ``prompt``
+    and a runner loaded with a projector)."""
     mirostat: Literal[0, 1, 2] = 0
     """Mirostat sampling: 0 = off, 1 = Mirostat, 2 = Mirostat 2.0."""
 
