@@ -30,6 +30,7 @@ from ollamapy.api.types import ChatRequest, EmbeddingRequest, EmbedRequest, Gene
 from ollamapy.errors import InvalidRequest, OllamapyError, RunnerCrashed
 from ollamapy.golang.durations import parse_keep_alive
 from ollamapy.golang.timefmt import rfc3339_now
+from ollamapy.prompt.images import validate_images
 from ollamapy.store.model import Model, find_model
 from ollamapy.store.model_store import ModelStore
 from ollamapy.supervisor.metrics import Metrics
@@ -182,8 +183,26 @@ def _check_chat(model: Model, req: ChatRequest, capabilities: list[str]) -> None
         raise InvalidRequest(f'"{req.model}" does not support chat')
     if req.tools and "tools" not in capabilities:
         raise InvalidRequest(f"{model.name} does not support tools")
-    if any(m.images for m in req.messages) and "vision" not in capabilities:
+    _check_images(model, [image for m in req.messages for image in m.images or ()], capabilities)
+
+
+def _check_images(model: Model, images: list[str], capabilities: list[str]) -> None:
+    """A request's images need a model that sees them, and must each be a decodable image.
+
+    A model whose vision encoder is inside its GGUF (Ollama's newer single-file format)
+    has the ``vision`` capability, but llama.cpp loads encoders only from a separate
+    projector file, so its images could not reach it: refused, never dropped.
+    """
+    if not images:
+        return
+    if "vision" not in capabilities:
         raise InvalidRequest(f"{model.name} does not support vision")
+    if not model.projector_paths:
+        raise InvalidRequest(
+            f"{model.name} keeps its vision encoder inside the model file (Ollama's single-file format), "
+            "which llama.cpp cannot load; images need a model with a separate projector"
+        )
+    validate_images(images)
 
 
 def _inputs(value: Any) -> list[str]:
@@ -215,6 +234,7 @@ class _Generation:
     def completion_request(self, prompt: RenderedPrompt) -> CompletionRequest:
         return CompletionRequest(
             prompt=prompt.text,
+            images=list(prompt.images),
             **self.prepared.sampling.model_dump(),
             format=self.fmt,
             format_after=list(prompt.thinking_end) or None,
@@ -322,8 +342,7 @@ class Inference:
             raise InvalidRequest("raw mode does not support template, system, or context")
         if req.suffix and "insert" not in capabilities:
             raise InvalidRequest(f"{model.name} does not support insert")
-        if req.images and "vision" not in capabilities:
-            raise InvalidRequest(f"{model.name} does not support vision")
+        _check_images(model, list(req.images or ()), capabilities)
         think, think_level = resolve_think(req.think, capabilities, req.model)
         fmt = parse_format(req.format)
         prepared = await asyncio.to_thread(prepare_load, model, req.options)

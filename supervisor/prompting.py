@@ -47,7 +47,8 @@ class RenderedPrompt:
     """A request's prompt and what parsing its output needs."""
 
     text: str
-    image_count: int = 0
+    images: tuple[str, ...] = ()
+    """Base64 data of the images the prompt's ``[img-N]`` markers refer to, in N order."""
     parser: Parser | None = None
     """The model's built-in parser, initialised for this request."""
     thinking_end: tuple[str, ...] = ()
@@ -57,6 +58,10 @@ class RenderedPrompt:
     """With thinking on and no built-in parser: the template's (open, close) tags."""
     tools: list[Tool] | None = None
     """The request's tools, validated once, as the tool-call parser needs them."""
+
+    @property
+    def image_count(self) -> int:
+        return len(self.images)
 
 
 def _think_value(think: bool | None, level: str | None) -> Any:
@@ -179,17 +184,20 @@ async def _render_with(model: Model, last: Message | None, tools: list[Tool] | N
     result = await asyncio.to_thread(render, shown)
     log.debug("rendered prompt model=%s prompt=%r", model.short_name, result.prompt)
     if not think:
-        return RenderedPrompt(result.prompt, result.image_count, parser, tools=tools)
+        return RenderedPrompt(result.prompt, result.images, parser, tools=tools)
     if parser is not None:
-        return RenderedPrompt(result.prompt, result.image_count, parser, tuple(parser.thinking_end()), tools=tools)
+        return RenderedPrompt(result.prompt, result.images, parser, tuple(parser.thinking_end()), tools=tools)
     tags = _thinking_tags(model)
-    return RenderedPrompt(result.prompt, result.image_count, None, (tags[1],) if tags else (), tags, tools)
+    return RenderedPrompt(result.prompt, result.images, None, (tags[1],) if tags else (), tags, tools)
 
 
 async def render_generate(model: Model, req: GenerateRequest, *, think: bool | None, think_level: str | None, runner: LoadedRunner | None) -> RenderedPrompt:
     """The prompt for ``/api/generate`` (``raw`` sends the prompt as it is)."""
     if req.raw:
-        return _rendered(model, req.prompt, len(req.images or []))
+        images = tuple(req.images or ())
+        # a raw prompt places image N where it writes [img-N]; the others go in front
+        missing = "".join(tag for tag in (f"[img-{i}]" for i in range(len(images))) if tag not in req.prompt)
+        return _rendered(model, missing + req.prompt, images)
     think_value = _think_value(think, think_level)
     renderer = _builtin_renderer(model)
     if renderer is not None and not req.suffix and not req.template and req.context is None:
@@ -223,10 +231,10 @@ async def render_generate(model: Model, req: GenerateRequest, *, think: bool | N
     return rendered
 
 
-def _rendered(model: Model, text: str, image_count: int) -> RenderedPrompt:
+def _rendered(model: Model, text: str, images: tuple[str, ...]) -> RenderedPrompt:
     """The result, logged in full at debug level (``OLLAMA_DEBUG=1``)."""
     log.debug("rendered prompt model=%s prompt=%r", model.short_name, text)
-    return RenderedPrompt(text, image_count)
+    return RenderedPrompt(text, images)
 
 
 def _tools(req: ChatRequest) -> list[Tool] | None:

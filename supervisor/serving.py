@@ -125,6 +125,7 @@ class RunnerStarter:
         return LoadSpec(
             model_path=str(model.model_path),
             adapters=[str(p) for p in model.adapter_paths],
+            projectors=[str(p) for p in model.projector_paths],
             num_ctx=num_ctx,
             # An embedding input must fit in one batch: embedding models batch the whole context.
             num_batch=num_ctx if embedding else opts.num_batch,
