@@ -20,6 +20,7 @@ from __future__ import annotations
 import ctypes
 import logging
 import re
+import sys
 import threading
 from dataclasses import dataclass, field
 
@@ -186,16 +187,42 @@ class Vision:
             self._ctx = mtmd.mtmd_context_p(0)
 
 
+_CLIP_BACKEND = re.compile(r"CLIP using (\w+) backend")
+_CLIP_WEIGHTS = re.compile(r"model size:\s*([0-9.]+) MiB")
+
+
 def load_vision(model: llama_lib.llama_model_p, projector: str, n_threads: int, use_gpu: bool, log_callback: object) -> Vision:
-    """Load the projector for ``model``; a file mtmd cannot use is a load error that says why."""
-    mtmd.mtmd_log_set(log_callback, ctypes.c_void_p(0))
-    mtmd.mtmd_helper_log_set(log_callback, ctypes.c_void_p(0))
+    """Load the projector for ``model``; a file mtmd cannot use is a load error that says why.
+
+    The front sizes a runner (``/api/ps``) from llama.cpp's "<backend> model buffer size"
+    log lines; the projector's loader logs its weights differently, so its backend and
+    weight size are read from that log as it passes and restated in that form.
+    """
+    seen: dict[str, str] = {}
+
+    @llama_lib.llama_log_callback
+    def watch(level: int, text: bytes, data: ctypes.c_void_p) -> None:
+        line = text.decode("utf-8", errors="replace")
+        for key, pattern in (("backend", _CLIP_BACKEND), ("mib", _CLIP_WEIGHTS)):
+            found = pattern.search(line)
+            if found:
+                seen[key] = found.group(1)
+        log_callback(level, text, data)  # type: ignore[operator]  # a ctypes callback is callable
+
+    mtmd.mtmd_log_set(watch, ctypes.c_void_p(0))
     params = mtmd.mtmd_context_params_default()
     params.use_gpu = use_gpu
     params.n_threads = n_threads
     params.print_timings = False
     params.warmup = True  # reserve the encoder graph now, not on the first image
-    ctx = mtmd.mtmd_init_from_file(projector.encode(), model, params)
+    try:
+        ctx = mtmd.mtmd_init_from_file(projector.encode(), model, params)
+    finally:
+        mtmd.mtmd_log_set(log_callback, ctypes.c_void_p(0))
+        mtmd.mtmd_helper_log_set(log_callback, ctypes.c_void_p(0))
+    if ctx and "backend" in seen and "mib" in seen:
+        sys.stderr.write(f"load_vision: {seen['backend']} model buffer size = {seen['mib']} MiB\n")
+        sys.stderr.flush()
     if not ctx:
         raise RuntimeError(f"error loading projector {projector}: llama.cpp's multimodal library could not load it (see the log above)")
     if not mtmd.mtmd_support_vision(ctx):
