@@ -115,6 +115,10 @@ class Engine(Protocol):
     """The most completions that were in the batch at once since load."""
     prompt_tokens_pending: int
     """Prompt tokens of the sequences in the batch not evaluated yet (after the last step)."""
+    kv_cells_used: int
+    """KV cells holding the tokens of the sequences in the batch (after the last step)."""
+    kv_cells_total: int
+    """KV cells of all sequence slots (0 until loaded)."""
 
     @property
     def active(self) -> int:
@@ -211,6 +215,8 @@ class BatchEngine:
         self.active_sequences = 0
         self.max_active_sequences = 0
         self.prompt_tokens_pending = 0
+        self.kv_cells_used = 0
+        self.kv_cells_total = 0
         self._loaded: LoadedModel | None = None
         self._vision: Vision | None = None
         self._pieces: dict[int, bytes] = {}
@@ -248,6 +254,7 @@ class BatchEngine:
         self._n_parallel = spec.num_parallel
         # Each sequence gets its share of the cells: Ollama's num_ctx is per request.
         self._n_ctx = max(spec.num_ctx // spec.num_parallel, 4)
+        self.kv_cells_total = self._n_ctx * self._n_parallel
         self._n_batch = spec.num_batch
         # Generation is the resting state, also for a context made in embedding mode;
         # embedding jobs switch embeddings on for their own duration.
@@ -422,6 +429,8 @@ class BatchEngine:
         so whoever got a chunk sees (at least) the state of the step that produced it."""
         self.active_sequences = len(self._running)
         self.prompt_tokens_pending = sum(len(s.pending) for s in self._running)
+        # An idle slot's cached prefix is not counted: the next sequence may overwrite it.
+        self.kv_cells_used = sum(len(s.slot.cached) for s in self._running if s.slot is not None)
 
     def _admissible(self) -> bool:
         """Work is waiting and a slot is free (``_lock`` held)."""

@@ -219,6 +219,11 @@ class HealthResponse(BaseModel):
     prompt_tokens_pending: int = 0
     """Prompt tokens of the completions in the batch still to be evaluated: above zero
     while a prompt is being evaluated (requests waiting for a slot are not counted)."""
+    kv_cells_used: int = 0
+    """KV cache cells holding the tokens of the completions in the batch (the front's
+    ``/metrics`` reports them over ``kv_cells_total``)."""
+    kv_cells_total: int = 0
+    """KV cache cells of the context, all sequence slots together (0 while loading)."""
 
 
 class ErrorResponse(BaseModel):
