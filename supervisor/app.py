@@ -20,6 +20,7 @@ from ollamapy import envconfig
 from ollamapy.store.model_store import ModelStore
 from ollamapy.supervisor.app_keys import INFERENCE, METRICS, SCHEDULER, STORE
 from ollamapy.supervisor.cors import setup_browser_safety
+from ollamapy.supervisor.dashboard import setup_dashboard_routes
 from ollamapy.supervisor.inference import Inference
 from ollamapy.supervisor.lifecycle import StreamTracker
 from ollamapy.supervisor.metrics import Metrics
@@ -56,7 +57,9 @@ async def ready_handler(request: web.Request) -> web.Response:
 
 
 async def metrics_handler(request: web.Request) -> web.Response:
-    return web.Response(body=request.app[METRICS].render(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+    metrics = request.app[METRICS]
+    await metrics.refresh()  # the runners' slot and KV use
+    return web.Response(body=metrics.render(), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
 def setup_routes(app: web.Application) -> None:
@@ -76,6 +79,7 @@ def setup_routes(app: web.Application) -> None:
     setup_placement_routes(app)
     app.router.add_get("/api/ready", ready_handler)
     app.router.add_get("/metrics", metrics_handler)
+    setup_dashboard_routes(app)
 
 
 def _max_loaded_models() -> int:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Protocol
 
-from ollamapy.api.runner_protocol import CompletionChunk, CompletionRequest, EmbeddingResponse, LoadSpec
+from ollamapy.api.runner_protocol import CompletionChunk, CompletionRequest, EmbeddingResponse, HealthResponse, LoadSpec
 from ollamapy.supervisor.placement.plan import Placement
 
 __all__ = ["RunnerHandle"]
@@ -49,6 +49,11 @@ class RunnerHandle(Protocol):
 
     def memory_size(self) -> tuple[int, int]:
         """(total, VRAM) bytes the loaded model occupies, as far as the runner knows (0 if not)."""
+        ...
+
+    async def health(self, timeout: float = 10.0) -> HealthResponse:
+        """The runner's own view of its load (sequences in its batch, KV cells in use);
+        answered while it decodes, within ``timeout`` seconds or an error."""
         ...
 
     def completion(self, request: CompletionRequest) -> AsyncIterator[CompletionChunk]:

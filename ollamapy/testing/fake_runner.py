@@ -12,6 +12,7 @@ The tokenizer is byte-level: a text's tokens are its UTF-8 bytes (plus BOS, id 2
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ from ollamapy.api.runner_protocol import (
     CompletionChunk,
     CompletionRequest,
     EmbeddingResponse,
+    HealthResponse,
     LoadSpec,
     Logprob,
     TokenLogprob,
@@ -49,11 +51,14 @@ class FakeReply:
 
     ``fail_after``: after that many pieces the runner "dies" (``RunnerCrashed``, and
     ``has_exited()`` turns true), as a real runner that crashed mid-stream.
+    ``hold``: after the first piece the stream waits for this event, so a test can look at
+    the server while the request holds its slot.
     """
 
     pieces: Sequence[str] = ("Hello", " world", "!")
     done_reason: Literal["stop", "length"] = "stop"
     fail_after: int | None = None
+    hold: asyncio.Event | None = None
 
 
 def fake_embedding(text: str, dimensions: int = 4) -> list[float]:
@@ -86,6 +91,10 @@ class FakeRunner:
         """Set by ``close`` and by a scripted crash; tests may set it to simulate a death."""
         self.requests: list[CompletionRequest] = []
         """Every completion request received, in order (the rendered prompt, the sampling options)."""
+        self._cells: dict[int, int] = {}
+        """KV cells each streaming completion holds (prompt and generated tokens), as a
+        real runner's slots do."""
+        self._streams = itertools.count()
 
     @property
     def pid(self) -> int:
@@ -109,23 +118,43 @@ class FakeRunner:
     def memory_size(self) -> tuple[int, int]:
         return self._memory
 
+    async def health(self, timeout: float = 10.0) -> HealthResponse:
+        """Loaded; the completions streaming now hold a slot each and their tokens' cells."""
+        if self.exited:
+            raise RunnerCrashed(CRASH_MESSAGE)
+        return HealthResponse(
+            status="ok",
+            progress=1.0,
+            active=len(self._cells),
+            active_sequences=len(self._cells),
+            kv_cells_used=sum(self._cells.values()),
+            kv_cells_total=self._spec.num_ctx,
+        )
+
     async def completion(self, request: CompletionRequest) -> AsyncIterator[CompletionChunk]:
         """Stream the scripted reply: one chunk per piece, then the done chunk with counts."""
         self.requests.append(request)
         reply = self._reply(request)
         prompt_tokens = _tokens(request.prompt or "", True) if request.tokens is None else list(request.tokens)
         generated: list[int] = []
-        for count, piece in enumerate(reply.pieces, start=1):
-            if reply.fail_after is not None and count > reply.fail_after:
-                self.exited = True
-                raise RunnerCrashed(CRASH_MESSAGE)
-            generated += _tokens(piece, False)
-            yield CompletionChunk(
-                content=piece,
-                logprobs=[_logprob(piece, request.top_logprobs)] if request.logprobs else None,
-                eval_count=count,
-                eval_duration=count * TOKEN_NS,
-            )
+        stream = next(self._streams)
+        try:
+            for count, piece in enumerate(reply.pieces, start=1):
+                if reply.fail_after is not None and count > reply.fail_after:
+                    self.exited = True
+                    raise RunnerCrashed(CRASH_MESSAGE)
+                generated += _tokens(piece, False)
+                self._cells[stream] = len(prompt_tokens) + len(generated)
+                yield CompletionChunk(
+                    content=piece,
+                    logprobs=[_logprob(piece, request.top_logprobs)] if request.logprobs else None,
+                    eval_count=count,
+                    eval_duration=count * TOKEN_NS,
+                )
+                if count == 1 and reply.hold is not None:
+                    await reply.hold.wait()
+        finally:
+            self._cells.pop(stream, None)
         if reply.fail_after is not None and reply.fail_after >= len(reply.pieces):
             self.exited = True
             raise RunnerCrashed(CRASH_MESSAGE)
