@@ -135,6 +135,8 @@ class RunnerServer:
                 active_sequences=self.engine.active_sequences,
                 max_active_sequences=self.engine.max_active_sequences,
                 prompt_tokens_pending=self.engine.prompt_tokens_pending,
+                kv_cells_used=self.engine.kv_cells_used,
+                kv_cells_total=self.engine.kv_cells_total,
             )
         )
 
