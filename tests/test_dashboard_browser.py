@@ -63,6 +63,8 @@ class DevTools:
         self.pending: dict[int, asyncio.Future[dict[str, Any]]] = {}
         self.errors: list[str] = []
         self.session: str | None = None
+        self.loaded = asyncio.Event()
+        """Set by the page's load event (``navigate`` waits for it)."""
         self.reader = asyncio.ensure_future(self._read())
 
     async def _read(self) -> None:
@@ -74,7 +76,9 @@ class DevTools:
                 self._event(data["method"], data.get("params", {}))
 
     def _event(self, method: str, params: dict[str, Any]) -> None:
-        if method == "Runtime.consoleAPICalled" and params["type"] in ("error", "assert"):
+        if method == "Page.loadEventFired":
+            self.loaded.set()
+        elif method == "Runtime.consoleAPICalled" and params["type"] in ("error", "assert"):
             self.errors.append("console: " + " ".join(str(a.get("value", a.get("description"))) for a in params["args"]))
         elif method == "Runtime.exceptionThrown":
             self.errors.append("exception: " + json.dumps(params["exceptionDetails"]))
@@ -91,6 +95,12 @@ class DevTools:
         answer = await asyncio.wait_for(future, 60)
         assert "error" not in answer, answer
         return dict(answer["result"])
+
+    async def navigate(self, url: str) -> None:
+        """Open ``url`` and wait until the page has loaded (its script has run)."""
+        self.loaded.clear()
+        await self.send("Page.navigate", url=url)
+        await asyncio.wait_for(self.loaded.wait(), 60)
 
     async def evaluate(self, expression: str) -> Any:
         result = await self.send("Runtime.evaluate", expression=expression, awaitPromise=True, returnByValue=True)
@@ -141,7 +151,7 @@ async def test_dashboard_lists_the_generating_model_as_api_ps_does(client: TestC
     stream = await client.post("/api/generate", json=body)
     assert json.loads(await stream.content.readline())["done"] is False  # loaded and generating
     async with chromium(tmp_path / "profile") as page:
-        await page.send("Page.navigate", url=str(client.make_url("/dashboard")))
+        await page.navigate(str(client.make_url("/dashboard")))
         await page.evaluate(UPDATES % 2)
         rows = await page.evaluate(ROWS)
         shown = {field: await page.evaluate(f'document.getElementById("{field}").textContent') for field in ("running", "queued", "loaded")}
