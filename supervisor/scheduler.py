@@ -6,9 +6,17 @@ Policy (Ollama's scheduler, with ollamapy's deliberate deviations):
   ``num_ctx`` than the loaded one also attaches (it fits; Ollama would reload).
 * Requests waiting for a load *or* for a busy runner's slot count toward
   ``OLLAMA_MAX_QUEUE``; beyond it ``QueueFull`` (503). Ollama only counts the former.
-* One load at a time. At most ``max_loaded`` runners; to make room, evict among idle
-  runners the one with the shortest keep_alive (forever last), ties least recently used;
-  if none is idle, wait for one to drain.
+* One load at a time. At most ``max_loaded`` runners (``OLLAMA_MAX_LOADED_MODELS``; 0 =
+  3 per GPU, 3 without one); to make room, evict among idle runners the one with the
+  shortest keep_alive (forever last), ties least recently used; if none is idle, wait for
+  one to drain (as long as the request waits: its client leaving ends the wait).
+* Memory decides too, when the factory also plans placements (``LoadPlanner``): the plan
+  sees free memory minus what the loaded runners' plans hold. While other runners are
+  loaded, a model that would not fit whole where its options ask (it would go partly or
+  wholly to the CPU, or nowhere) evicts as above and is planned again; only with nothing
+  else loaded does it take the best partial fit, or fail with "model requires more system
+  memory … than is available". A load that fails for lack of memory unloads every other
+  runner and is retried once.
 * ``keep_alive``: absent keeps the runner's duration, ``0`` unloads after the request,
   ``inf`` never expires. Expiry terminates and reaps the process.
 * A runner that died is dropped; the next request starts a fresh one. Death is noticed
@@ -28,18 +36,21 @@ import asyncio
 import contextlib
 import logging
 import math
+import re
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
-from typing import Protocol
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Protocol, runtime_checkable
 
 from ollamapy.api.options import LoadOptions
 from ollamapy.errors import OllamapyError, QueueFull, RunnerCrashed
 from ollamapy.store.model import Model
+from ollamapy.supervisor.placement.plan import InsufficientMemory, Placement
 from ollamapy.supervisor.runner_handle import RunnerHandle
 
 __all__ = [
     "FOREVER_EXPIRY",
+    "LoadPlanner",
     "LoadRequest",
     "LoadedRunner",
     "RunnerFactory",
@@ -53,9 +64,31 @@ log = logging.getLogger("ollamapy.scheduler")
 FOREVER_EXPIRY = 10_000_000_000.0
 """Unix time reported as ``expires_at`` for runners kept forever (year 2286)."""
 
+MODELS_PER_GPU = 3
+"""The automatic ``max_loaded``: this many per GPU, or this many without a GPU."""
+
+# A runner's last stderr line is llama.cpp's own text: the only sign that a load ran out of
+# memory (allocation failures on any backend, or the plan's own refusal).
+_OUT_OF_MEMORY = re.compile(r"(?i)out of memory|failed to allocate|unable to allocate|cannot allocate memory")
+
 
 RunnerFactory = Callable[["LoadRequest"], Awaitable[RunnerHandle]]
 """Starts a runner for the request and returns it once it is ready to serve."""
+
+
+@runtime_checkable
+class LoadPlanner(Protocol):
+    """Plans where a model would load now; a runner factory that implements it makes the
+    scheduler memory-aware (the real one probes devices, tests inject inventories)."""
+
+    async def plan(self, request: LoadRequest, loaded: Sequence[Placement]) -> Placement:
+        """Devices for ``request`` given the free memory probed now minus what ``loaded``
+        runners' plans hold; ``InsufficientMemory`` when it fits nowhere."""
+        ...
+
+    async def gpu_count(self) -> int:
+        """How many GPUs there are (for the automatic ``max_loaded``)."""
+        ...
 
 
 class SchedulerObserver(Protocol):
@@ -73,6 +106,9 @@ class LoadRequest:
     model: Model
     options: LoadOptions
     num_parallel: int = 1
+    placement: Placement | None = field(default=None, compare=False)
+    """The scheduler's plan for this load, when a ``LoadPlanner`` made one; the factory
+    starts the runner there (without one it plans for itself)."""
 
     @property
     def key(self) -> str:
@@ -131,23 +167,37 @@ def needs_reload(loaded: LoadOptions, wanted: LoadOptions) -> bool:
     return loaded.model_dump(exclude=ignore) != wanted.model_dump(exclude=ignore)
 
 
+def _out_of_memory(err: OllamapyError) -> bool:
+    return isinstance(err, InsufficientMemory) or bool(_OUT_OF_MEMORY.search(str(err)))
+
+
 class Scheduler:
-    """Owns the loaded runners. All state is touched only from the event loop's thread."""
+    """Owns the loaded runners. All state is touched only from the event loop's thread.
+
+    ``max_loaded`` 0 is automatic (``MODELS_PER_GPU`` per GPU, counted at the first load).
+    ``planner`` defaults to the factory when it is a ``LoadPlanner``; without one the
+    scheduler counts runners only.
+    """
 
     def __init__(
         self,
         runner_factory: RunnerFactory,
         *,
+        planner: LoadPlanner | None = None,
         max_queue: int = 512,
-        max_loaded: int = 3,
+        max_loaded: int = 0,
         default_keep_alive: float = 300.0,
         load_timeout: float = math.inf,
     ) -> None:
         self._factory = runner_factory
+        if planner is None and isinstance(runner_factory, LoadPlanner):
+            planner = runner_factory
+        self._planner = planner
         self.observer: SchedulerObserver | None = None
         self.load_timeout = load_timeout
         self.max_queue = max_queue
-        self.max_loaded = max_loaded
+        self._auto_max_loaded = max_loaded <= 0
+        self.max_loaded = MODELS_PER_GPU if self._auto_max_loaded else max_loaded
         self.default_keep_alive = default_keep_alive
         self._loaded: dict[str, LoadedRunner] = {}
         self._load_lock = asyncio.Lock()  # one load (and its evictions) at a time
@@ -310,15 +360,21 @@ class Scheduler:
                 self.observer.on_restart(request.model.short_name)
             await self._wait_idle(stale)
             await self._unload(stale)
+        if self._auto_max_loaded and self._planner is not None:
+            self.max_loaded = MODELS_PER_GPU * max(await self._planner.gpu_count(), 1)
+            self._auto_max_loaded = False
         while len(self._loaded) >= max(self.max_loaded, 1):
             await self._evict_one()
-        self.loading, self.loading_since = request, time.monotonic()
+        request = await self._make_room(request)
         try:
-            handle = await self._factory(request)
-            if self.observer is not None:
-                self.observer.on_load(request.model.short_name, time.monotonic() - self.loading_since)
-        finally:
-            self.loading = self.loading_since = None
+            handle = await self._start(request)
+        except OllamapyError as err:
+            if not self._loaded or not _out_of_memory(err):
+                raise
+            log.warning("loading %s ran out of memory (%s); unloading the other models and retrying once", request.model.short_name, err)
+            while self._loaded:
+                await self._evict_one()
+            handle = await self._start(await self._make_room(request))
         runner = LoadedRunner(
             request=request,
             handle=handle,
@@ -328,6 +384,43 @@ class Scheduler:
         self._loaded[request.key] = runner
         log.info("loaded %s (pid %d, num_ctx %s)", request.model.short_name, handle.pid, request.options.num_ctx)
         return runner
+
+    async def _start(self, request: LoadRequest) -> RunnerHandle:
+        self.loading, self.loading_since = request, time.monotonic()
+        try:
+            handle = await self._factory(request)
+            if self.observer is not None:
+                self.observer.on_load(request.model.short_name, time.monotonic() - self.loading_since)
+            return handle
+        finally:
+            self.loading = self.loading_since = None
+
+    async def _make_room(self, request: LoadRequest) -> LoadRequest:
+        """Plan ``request`` beside the loaded runners, evicting until it fits or nothing
+        else is loaded (then the best plan stands, or its ``InsufficientMemory``)."""
+        if self._planner is None:
+            return request
+        while True:
+            try:
+                placement = await self._planner.plan(request, self._placements())
+            except InsufficientMemory as err:
+                if not self._loaded:
+                    raise
+                log.info("%s does not fit beside the loaded models (%s); evicting", request.model.short_name, err)
+            else:
+                if placement.fits or not self._loaded:
+                    return replace(request, placement=placement)
+                log.info("%s would not fit whole (%s); evicting", request.model.short_name, placement.reason)
+            await self._evict_one()
+
+    def _placements(self) -> list[Placement]:
+        """What the loaded runners were planned to hold (the plan travels with the request)."""
+        out = []
+        for runner in self._loaded.values():
+            placement = runner.request.placement or runner.handle.placement
+            if placement is not None:
+                out.append(placement)
+        return out
 
     def eviction_candidate(self) -> LoadedRunner | None:
         """Idle runner with the shortest keep_alive (forever last), ties least recently used."""

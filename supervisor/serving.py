@@ -2,7 +2,8 @@
 
 Handlers call ``prepare_load`` to turn a model plus request options into the scheduler's
 ``LoadRequest`` (and the sampling options for the runner), and the scheduler calls a
-``RunnerStarter`` to start a runner process for a ``LoadRequest``.
+``RunnerStarter`` to plan where a ``LoadRequest`` goes (beside the runners already loaded)
+and to start a runner process there.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,7 +22,7 @@ from ollamapy.api.runner_protocol import LoadSpec
 from ollamapy.errors import OllamapyError
 from ollamapy.store.model import Model
 from ollamapy.supervisor.placement.gpu_probe import Inventory, probe_inventory
-from ollamapy.supervisor.placement.plan import Placement, placement_for, resolve_num_ctx
+from ollamapy.supervisor.placement.plan import Placement, placement_for, reserve_loaded, resolve_num_ctx
 from ollamapy.supervisor.runner_process import RunnerProcess
 from ollamapy.supervisor.scheduler import LoadRequest
 
@@ -110,7 +112,8 @@ def _is_embedding_only(model: Model) -> bool:
 
 
 class RunnerStarter:
-    """The scheduler's runner factory: start a runner process and wait until it serves."""
+    """The scheduler's runner factory and ``LoadPlanner``: plan a load on the devices
+    probed now, start a runner process there and wait until it serves."""
 
     def __init__(self, socket_dir: Path, *, load_timeout: float) -> None:
         self.socket_dir = socket_dir
@@ -138,14 +141,21 @@ class RunnerStarter:
         )
 
     @staticmethod
-    def place(request: LoadRequest) -> Placement:
-        """Probe free memory now and choose devices (blocking: run in a thread)."""
-        assert request.model.gguf is not None
-        inventory = probe_inventory(refresh=True)
+    def place(request: LoadRequest, loaded: Sequence[Placement] = ()) -> Placement:
+        """Probe free memory now, take out what the ``loaded`` runners' plans hold, and
+        choose devices (blocking: run in a thread)."""
+        assert request.model.gguf is not None  # prepare_load refused a model without weights
+        inventory = reserve_loaded(probe_inventory(refresh=True), loaded)
         return placement_for(request.model.gguf, request.options, request.num_parallel, inventory, projector_paths=request.model.projector_paths)
 
+    async def plan(self, request: LoadRequest, loaded: Sequence[Placement]) -> Placement:
+        return await asyncio.to_thread(self.place, request, loaded)
+
+    async def gpu_count(self) -> int:
+        return len((await asyncio.to_thread(probe_inventory)).gpus)
+
     async def __call__(self, request: LoadRequest) -> RunnerProcess:
-        placement = await asyncio.to_thread(self.place, request)
+        placement = request.placement or await self.plan(request, ())
         log.info("placing %s: %s", request.model.short_name, placement.reason)
         spec = self.load_spec(request, placement)
         runner = await RunnerProcess.start(

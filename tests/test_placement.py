@@ -24,10 +24,12 @@ from ollamapy.store.gguf import read_gguf
 from ollamapy.supervisor.placement.gpu_probe import GpuInfo, Inventory, SystemMemory
 from ollamapy.supervisor.placement.memory_estimate import MINIMUM_MEMORY, MemoryEstimate
 from ollamapy.supervisor.placement.plan import (
+    InsufficientMemory,
     default_num_ctx,
     placement_for,
     plan_placement,
     processor_label,
+    reserve_loaded,
 )
 from ollamapy.testing.tiny_gguf import TinyModelSpec, write_tiny_gguf
 
@@ -212,6 +214,39 @@ def test_fits_nowhere_without_gpus() -> None:
 def test_partial_offload_needs_the_rest_in_system_memory() -> None:
     with pytest.raises(OllamapyError, match=r"\(3\.3 GiB\) than is available \(2\.0 GiB\) with 18/33 layers on GPU"):
         plan_placement(inventory((NV, 3), (NV, 3), ram=2), M)
+
+
+def test_fits_says_whether_eviction_could_do_better() -> None:
+    assert plan_placement(inventory((NV, 12)), M).fits
+    assert plan_placement(inventory(), M).fits  # no GPU: the CPU is all there is
+    assert plan_placement(inventory((NV, 12)), M, num_gpu=0).fits  # asked for the CPU
+    assert plan_placement(inventory((NV, 4)), M, num_gpu=20).fits  # asked for 20 layers
+    assert not plan_placement(inventory((NV, 4)), M).fits  # automatic partial offload
+    assert not plan_placement(inventory((NV, 0.5)), M).fits  # CPU for want of a GPU with room
+    with pytest.raises(InsufficientMemory):
+        plan_placement(inventory(ram=1), M)
+
+
+def test_reserve_loaded_counts_plans_the_probe_does_not_show_yet() -> None:
+    inv = inventory((NV, 12), (NV, 12), ram=16)
+    first = plan_placement(inv, M)
+    assert first.env == {"CUDA_VISIBLE_DEVICES": "nv0"}
+    after = reserve_loaded(inv, [first])
+    assert after.gpus[0].free == 12 * GIB - 7106 * MIB and after.gpus[1].free == 12 * GIB
+    assert plan_placement(after, M).env == {"CUDA_VISIBLE_DEVICES": "nv1"}
+    second = plan_placement(after, M)
+    third = plan_placement(reserve_loaded(inv, [first, second]), M)
+    assert third.fits and third.split_mode == "layer"  # what is left of both GPUs
+    assert not plan_placement(reserve_loaded(inv, [first, second, third]), M).fits
+    # a probe that already shows the runner's memory is not charged twice
+    shown = Inventory(gpus=(replace_free(inv.gpus[0], 12 * GIB - 7106 * MIB), inv.gpus[1]), system=inv.system)
+    assert reserve_loaded(shown, [first]).gpus[0].free == 12 * GIB - 7106 * MIB
+    cpu = plan_placement(inventory(ram=16), M)
+    assert reserve_loaded(inventory(ram=16), [cpu]).system.free == 16 * GIB - 7356 * MIB
+
+
+def replace_free(gpu: GpuInfo, free: int) -> GpuInfo:
+    return gpu.model_copy(update={"free": free})
 
 
 def test_system_free_overrides_the_inventory() -> None:

@@ -9,7 +9,13 @@
    under ``OLLAMA_SCHED_SPREAD``), ``tensor_split`` proportional to free memory.
 3. Else partial offload: as many layers as fit on one vendor's GPUs, the rest on the CPU.
 4. Else the CPU, when system memory allows.
-5. Else an error naming what was needed and what was free.
+5. Else an error naming what was needed and what was free (``InsufficientMemory``).
+
+A placement that had to settle for less than the options asked for (an automatic partial
+offload, or the CPU because no GPU had room) says so (``Placement.fits`` is False): the
+scheduler then evicts idle runners and plans again before accepting it.
+``reserve_loaded`` takes the memory of loaded runners out of an inventory, since a probe
+may not show yet what a runner just loaded holds.
 
 ``num_gpu`` (a layer count; 0 = CPU) and ``main_gpu`` (an inventory index) override.
 Layers are assigned to devices exactly as llama.cpp assigns them (the last ``n_gpu_layers``
@@ -50,12 +56,14 @@ log = logging.getLogger("ollamapy.placement")
 __all__ = [
     "FIT_FRACTION",
     "DevicePlacement",
+    "InsufficientMemory",
     "Placement",
     "default_num_ctx",
     "estimate_for",
     "placement_for",
     "plan_placement",
     "processor_label",
+    "reserve_loaded",
     "resolve_flash_attention",
     "resolve_num_ctx",
 ]
@@ -64,6 +72,12 @@ FIT_FRACTION = 0.8
 """A model fits a GPU when its share is at most this fraction of (free − reserve)."""
 
 SplitMode = Literal["none", "layer"]
+
+
+class InsufficientMemory(OllamapyError):
+    """The model fits on no device with the memory free now (500, as Ollama answers it);
+    the scheduler evicts idle runners and plans again before letting it reach a user."""
+
 
 _VENDOR_NAMES: dict[Vendor, str] = {"nvidia": "NVIDIA", "amd": "AMD"}
 
@@ -106,6 +120,9 @@ class Placement:
     flash_attention: bool
     kv_cache_type: KvCacheType
     estimate: MemoryEstimate = field(repr=False, compare=False)
+    fits: bool = True
+    """Everything the options asked for is where they asked: False for an automatic
+    partial offload, or the CPU because no GPU had room (what eviction could improve)."""
 
     @property
     def processor(self) -> str:
@@ -238,7 +255,7 @@ def _base(estimate: MemoryEstimate) -> dict[str, Any]:
     }
 
 
-def _gpu_placement(estimate: MemoryEstimate, layout: _Layout, reason: str) -> Placement:
+def _gpu_placement(estimate: MemoryEstimate, layout: _Layout, reason: str, *, fits: bool = True) -> Placement:
     full = layout.n >= estimate.layers_total
     size_vram = sum(layout.loads)
     devices = [DevicePlacement(g.id, g.name, layers, load) for g, layers, load in zip(layout.gpus, layout.layers, layout.loads)]
@@ -255,11 +272,12 @@ def _gpu_placement(estimate: MemoryEstimate, layout: _Layout, reason: str) -> Pl
         size_vram=size_vram,
         devices=tuple(devices),
         reason=reason,
+        fits=fits,
         **_base(estimate),
     )
 
 
-def _cpu_placement(estimate: MemoryEstimate, inventory: Inventory, system_free: int, why: str) -> Placement:
+def _cpu_placement(estimate: MemoryEstimate, inventory: Inventory, system_free: int, why: str, *, fits: bool = True) -> Placement:
     need = estimate.cpu_only
     if need > system_free:
         message = f"model requires more system memory ({format_bytes(need)}) than is available ({format_bytes(system_free)})"
@@ -270,7 +288,7 @@ def _cpu_placement(estimate: MemoryEstimate, inventory: Inventory, system_free: 
                 f" {format_bytes(estimate.layer_gpu_bytes(0) + estimate.graph)} for a single layer,"
                 f" the most any GPU can give is {format_bytes(int(best))}"
             )
-        raise OllamapyError(message)
+        raise InsufficientMemory(message)
     return Placement(
         n_gpu_layers=0,
         main_gpu=0,
@@ -281,6 +299,7 @@ def _cpu_placement(estimate: MemoryEstimate, inventory: Inventory, system_free: 
         size_vram=0,
         devices=(DevicePlacement("cpu", "CPU", estimate.layers_total, need),),
         reason=f"CPU: {why}",
+        fits=fits,
         **_base(estimate),
     )
 
@@ -358,7 +377,7 @@ def plan_placement(
     ``num_gpu`` < 0 is automatic, 0 forces the CPU, N > 0 offloads N layers (honoured even
     when the estimate says they do not fit, as Ollama does for an explicit ``num_gpu``).
     ``main_gpu`` is an index into ``inventory.gpus``; out of range is an ``InvalidRequest``.
-    ``system_free`` defaults to the inventory's. Raises ``OllamapyError`` when the model
+    ``system_free`` defaults to the inventory's. Raises ``InsufficientMemory`` when the model
     fits nowhere.
     """
     gpus = list(inventory.gpus)
@@ -395,9 +414,9 @@ def plan_placement(
                 break
     if best is None:
         smallest = format_bytes(estimate.layer_gpu_bytes(0) + estimate.graph)
-        return _cpu_placement(estimate, inventory, ram, f"no GPU has room for even one layer ({smallest} with the compute graph)")
+        return _cpu_placement(estimate, inventory, ram, f"no GPU has room for even one layer ({smallest} with the compute graph)", fits=False)
     if best.cpu_bytes > ram:
-        raise OllamapyError(
+        raise InsufficientMemory(
             f"model requires more system memory ({format_bytes(best.cpu_bytes)}) than is available ({format_bytes(ram)})"
             f" with {best.n}/{estimate.layers_total} layers on GPU; the whole model needs {format_bytes(estimate.full_offload)} of VRAM"
         )
@@ -407,7 +426,25 @@ def plan_placement(
         f"partial offload: {best.n}/{estimate.layers_total} layers fit on {count} ({usable} usable,"
         f" the whole model needs {format_bytes(estimate.full_offload)}); the rest runs on the CPU"
     )
-    return _gpu_placement(estimate, best, reason)
+    return _gpu_placement(estimate, best, reason, fits=False)
+
+
+def reserve_loaded(inventory: Inventory, loaded: Sequence[Placement]) -> Inventory:
+    """``inventory`` as it is once every ``loaded`` runner holds what its plan gave it.
+
+    A probe right after a load may not show a runner's memory yet (it allocates as it
+    goes; mmapped weights count as free page cache), so, as Ollama does, each device's free
+    memory is the smaller of what was probed and its total minus the loaded runners' plans.
+    Loads are one at a time, so a runner's plan is counted from the moment it loads.
+    """
+    used: dict[str, int] = {}
+    for placement in loaded:
+        for device in placement.devices:
+            used[device.id] = used.get(device.id, 0) + device.bytes
+    gpus = tuple(g.model_copy(update={"free": min(g.free, max(g.total - used.get(g.id, 0), 0))}) for g in inventory.gpus)
+    system = inventory.system
+    ram = min(system.free, max(system.total - used.get("cpu", 0), 0))
+    return inventory.model_copy(update={"gpus": gpus, "system": system.model_copy(update={"free": ram})})
 
 
 # ---------------------------------------------------------------------------------------
