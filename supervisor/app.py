@@ -82,11 +82,6 @@ def setup_routes(app: web.Application) -> None:
     setup_dashboard_routes(app)
 
 
-def _max_loaded_models() -> int:
-    configured = envconfig.max_loaded_models()
-    return configured if configured > 0 else 3  # 3 × max(GPUs, 1); placement refines this
-
-
 def create_app(models_dir: Path | None = None, *, runner_factory: RunnerFactory | None = None) -> web.Application:
     """Build the application over the store at ``models_dir`` (default ``OLLAMA_MODELS``).
 
@@ -103,7 +98,7 @@ def create_app(models_dir: Path | None = None, *, runner_factory: RunnerFactory 
     scheduler = Scheduler(
         factory,
         max_queue=envconfig.max_queue(),
-        max_loaded=_max_loaded_models(),
+        max_loaded=envconfig.max_loaded_models(),  # 0: 3 per GPU, counted by the scheduler
         default_keep_alive=envconfig.keep_alive(),
         load_timeout=envconfig.load_timeout(),
     )
