@@ -46,7 +46,11 @@ async def gauges(client: TestClient) -> dict[str, float]:
 
 
 async def test_two_streams_are_running_and_hold_kv_cells(client: TestClient) -> None:
-    streams = [await open_stream(client, "one two three"), await open_stream(client, "four five")]
+    try:
+        async with asyncio.timeout(60):
+            streams = [await open_stream(client, "one two three"), await open_stream(client, "four five")]
+    except TimeoutError:
+        raise AssertionError("the two-slot runner never streamed two answers at once") from None
     during = await gauges(client)
     assert during["ollamapy_running_requests"] == 2
     assert during["ollamapy_queued_requests"] == 0
