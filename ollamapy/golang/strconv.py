@@ -32,6 +32,7 @@ __all__ = [
     "quote_rune_to_ascii",
     "quote_to_ascii",
     "to_float32",
+    "underscore_ok",
 ]
 
 _LOWER_HEX = "0123456789abcdef"
@@ -343,7 +344,7 @@ def parse_bool(s: str) -> bool:
     raise NumError("ParseBool", s, "invalid syntax")
 
 
-def _underscore_ok(s: str) -> bool:
+def underscore_ok(s: str) -> bool:
     """Go's ``underscoreOK``: underscores only between digits or after a base prefix."""
     saw = "^"
     i = 0
@@ -414,7 +415,7 @@ def parse_uint(s: str, base: int = 10, bitsize: int = 64) -> int:
         n = n * base + d
         if n > max_val:
             raise NumError(func, s, "value out of range")
-    if underscores and not _underscore_ok(s):
+    if underscores and not underscore_ok(s):
         raise NumError(func, s, "invalid syntax")
     return n
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 from ollamapy.golang import NumError, go_bytes, parse_int, parse_uint
 from ollamapy.golang import quote as go_quote
+from ollamapy.golang.strconv import underscore_ok
 
 from .lexer import Item, ItemType, Lexer
 
@@ -468,32 +469,6 @@ def _unquote(s: str) -> str:
     return out.decode("utf-8", "surrogateescape")
 
 
-def _underscore_ok(s: str) -> bool:
-    saw = "^"
-    i = 0
-    if s and s[0] in "+-":
-        s = s[1:]
-    hexa = False
-    if len(s) >= 2 and s[0] == "0" and s[1].lower() in "box":
-        i = 2
-        saw = "0"
-        hexa = s[1].lower() == "x"
-    while i < len(s):
-        c = s[i]
-        if "0" <= c <= "9" or (hexa and "a" <= c.lower() <= "f"):
-            saw = "0"
-        elif c == "_":
-            if saw != "0":
-                return False
-            saw = "_"
-        elif saw == "_":
-            return False
-        else:
-            saw = "!"
-        i += 1
-    return saw != "_"
-
-
 def _parse_uint(s: str) -> int | None:
     """``strconv.ParseUint(s, 0, 64)``; None on any error."""
     try:
@@ -517,7 +492,7 @@ _HEX_FLOAT = re.compile(r"[+-]?0[xX](?:[0-9a-fA-F_]+(?:\.[0-9a-fA-F_]*)?|\.[0-9a
 def _parse_float(s: str) -> float | None:
     """``strconv.ParseFloat(s, 64)`` for Go number syntax; None on error or overflow."""
     if _HEX_FLOAT.fullmatch(s):
-        if "_" in s and not _underscore_ok(s):
+        if "_" in s and not underscore_ok(s):
             return None
         mant, _, exp = s.replace("_", "").lower().partition("p")
         try:
@@ -525,7 +500,7 @@ def _parse_float(s: str) -> float | None:
         except (ValueError, OverflowError):
             return None
     elif _DEC_FLOAT.fullmatch(s) and any(c.isdigit() for c in s.split("e")[0].split("E")[0]):
-        if "_" in s and not _underscore_ok(s):
+        if "_" in s and not underscore_ok(s):
             return None
         f = float(s.replace("_", ""))
     else:
