@@ -430,11 +430,14 @@ class Scheduler:
         return min(idle, key=lambda r: (r.keep_alive, r.last_used))
 
     async def _evict_one(self) -> None:
+        """Unload the eviction candidate, or, when every runner is busy, wait for the next
+        change (a request leaving, a runner gone): callers check again what they need,
+        since a runner that died or expired meanwhile may have made the room."""
         victim = self.eviction_candidate()
-        while victim is None:
+        if victim is None:
             async with self._changed:
                 await self._changed.wait()
-            victim = self.eviction_candidate()
+            return
         log.info("evicting %s to make room", victim.model.short_name)
         await self._unload(victim)
 

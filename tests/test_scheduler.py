@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from ollamapy.api.options import LoadOptions
-from ollamapy.errors import QueueFull
+from ollamapy.errors import QueueFull, RunnerCrashed
 from ollamapy.store.model import Model
 from ollamapy.store.model_store import MEDIA_TYPE_CONFIG, Layer, Manifest
 from ollamapy.store.names import ModelName
@@ -159,6 +159,19 @@ async def test_max_loaded_one_waits_for_busy_runner_to_drain() -> None:
         assert not other.done() and factory.names() == ["a:latest"]
     await other
     assert factory.names() == ["a:latest", "b:latest"] and factory.started[0].closed
+
+
+async def test_load_waiting_for_a_busy_runner_proceeds_when_that_runner_dies() -> None:
+    factory = Factory()
+    scheduler = Scheduler(factory, max_loaded=1)
+    with pytest.raises(RunnerCrashed):
+        async with scheduler.lease(req("a"), None):
+            other = asyncio.create_task(use(scheduler, req("b")))
+            await until(lambda: scheduler.waiting == 1)
+            factory.started[0].dead = True
+            raise RunnerCrashed("model runner has unexpectedly stopped")
+    await asyncio.wait_for(other, 5)
+    assert factory.names() == ["a:latest", "b:latest"]
 
 
 async def test_queue_bound_counts_requests_waiting_for_a_busy_runner() -> None:
