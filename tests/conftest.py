@@ -10,6 +10,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from ollamapy.supervisor.app import create_app
+from ollamapy.testing.api import create_model
 from ollamapy.testing.fake_runner import FakeRunnerFactory
 from ollamapy.testing.tiny_gguf import TinyModelSpec, write_tiny_gguf
 
@@ -45,4 +46,14 @@ def fake_runners() -> FakeRunnerFactory:
 async def fake_client(aiohttp_client: Any, models_dir: Path, fake_runners: FakeRunnerFactory) -> TestClient:
     """The whole application over an empty store, its runners ``fake_runners`` (no llama.cpp)."""
     client: TestClient = await aiohttp_client(create_app(models_dir, runner_factory=fake_runners))
+    return client
+
+
+@pytest.fixture
+async def two_slot_client(aiohttp_client: Any, models_dir: Path, tiny_gguf: Path, monkeypatch: pytest.MonkeyPatch) -> TestClient:
+    """The whole application with real runners of two slots and the tiny model ``tiny``
+    (template ``{{ .Prompt }}``) in its store."""
+    monkeypatch.setenv("OLLAMA_NUM_PARALLEL", "2")
+    client: TestClient = await aiohttp_client(create_app(models_dir))
+    await create_model(client, "tiny", tiny_gguf, template="{{ .Prompt }}")
     return client

@@ -22,9 +22,6 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient
 
-from ollamapy.supervisor.app import create_app
-from ollamapy.testing.api import create_model
-
 pytestmark = [pytest.mark.serving, pytest.mark.skipif(shutil.which("chromium") is None, reason="needs Debian's chromium")]
 
 ENDLESS = {"type": "array", "items": {"type": "boolean"}, "minItems": 100_000}
@@ -139,11 +136,8 @@ async def chromium(profile: Path) -> AsyncIterator[DevTools]:
 
 
 @pytest.fixture
-async def client(aiohttp_client: Any, models_dir: Path, tiny_gguf: Path, monkeypatch: pytest.MonkeyPatch) -> TestClient:
-    monkeypatch.setenv("OLLAMA_NUM_PARALLEL", "2")
-    test_client: TestClient = await aiohttp_client(create_app(models_dir))
-    await create_model(test_client, "tiny", tiny_gguf, template="{{ .Prompt }}")
-    return test_client
+def client(two_slot_client: TestClient) -> TestClient:
+    return two_slot_client
 
 
 async def test_dashboard_lists_the_generating_model_as_api_ps_does(client: TestClient, tmp_path: Path) -> None:

@@ -41,7 +41,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from ollamapy.testing.api import create_model, free_port
+from ollamapy.testing.api import create_model, free_port, wait_until_serving
 
 pytestmark = [pytest.mark.fuzz, pytest.mark.serving]
 
@@ -54,20 +54,6 @@ CHECKS = "not_a_server_error,response_schema_conformance,content_type_conformanc
 # The models the description's examples name, generation capped so fuzzed requests end; the
 # hooks also put them into fuzzed bodies, and create one again when a delete removes it.
 CAPPED = {"num_predict": 8}
-
-
-async def _wait_up(base: str, proc: subprocess.Popen[bytes]) -> None:
-    async with aiohttp.ClientSession() as session:
-        for _ in range(400):
-            if proc.poll() is not None:
-                raise AssertionError("server exited early")
-            try:
-                async with session.get(base) as resp:
-                    if resp.status == 200:
-                        return
-            except aiohttp.ClientConnectionError:
-                await asyncio.sleep(0.05)
-    raise AssertionError("server did not start")
 
 
 @pytest.fixture
@@ -97,7 +83,7 @@ async def server(tmp_path: Path, tiny_gguf: Path, tiny_embed_gguf: Path) -> Asyn
     log = (tmp_path / "server.log").open("wb")
     proc = subprocess.Popen([sys.executable, "-m", "ollamapy", "serve"], env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
-        await _wait_up(base, proc)
+        await wait_until_serving(base, proc)
         async with aiohttp.ClientSession() as session:
             for name, recipe in models.items():
                 await create_model(session, name, Path(recipe["gguf"]), base=base, parameters=recipe["parameters"])

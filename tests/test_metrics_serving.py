@@ -5,16 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import json
-from pathlib import Path
-from typing import Any
 
 import pytest
 from aiohttp import ClientResponse
 from aiohttp.test_utils import TestClient
 from prometheus_client.parser import text_string_to_metric_families
-
-from ollamapy.supervisor.app import create_app
-from ollamapy.testing.api import create_model
 
 pytestmark = pytest.mark.serving
 
@@ -23,11 +18,8 @@ ENDLESS = {"type": "array", "items": {"type": "boolean"}, "minItems": 100_000}
 
 
 @pytest.fixture
-async def client(aiohttp_client: Any, models_dir: Path, tiny_gguf: Path, monkeypatch: pytest.MonkeyPatch) -> TestClient:
-    monkeypatch.setenv("OLLAMA_NUM_PARALLEL", "2")
-    test_client: TestClient = await aiohttp_client(create_app(models_dir))
-    await create_model(test_client, "tiny", tiny_gguf, template="{{ .Prompt }}")
-    return test_client
+def client(two_slot_client: TestClient) -> TestClient:
+    return two_slot_client
 
 
 async def open_stream(client: TestClient, prompt: str) -> ClientResponse:

@@ -23,7 +23,7 @@ from aiohttp.test_utils import TestClient
 
 from ollamapy.supervisor.app import create_app
 from ollamapy.supervisor.app_keys import SCHEDULER
-from ollamapy.testing.api import create_model, free_port
+from ollamapy.testing.api import create_model, free_port, wait_until_serving
 
 pytestmark = pytest.mark.serving
 
@@ -85,19 +85,6 @@ async def test_one_access_log_line_per_request(client: TestClient, caplog: pytes
     assert "eval_tokens=3" in lines[0]
 
 
-async def _wait_up(base: str, proc: subprocess.Popen[bytes]) -> None:
-    async with aiohttp.ClientSession() as session:
-        for _ in range(200):
-            assert proc.poll() is None, "server exited early"
-            try:
-                async with session.get(base) as resp:
-                    if resp.status == 200:
-                        return
-            except aiohttp.ClientConnectionError:
-                await asyncio.sleep(0.05)
-    raise AssertionError("server did not start")
-
-
 @contextlib.asynccontextmanager
 async def _server(tmp_path: Path, tiny_gguf: Path, grace: str) -> AsyncIterator[tuple[str, subprocess.Popen[bytes], aiohttp.ClientSession]]:
     """``ollamapy serve`` in its own process with ``tiny`` created, and a session to it."""
@@ -106,7 +93,7 @@ async def _server(tmp_path: Path, tiny_gguf: Path, grace: str) -> AsyncIterator[
     env = {**os.environ, "OLLAMA_HOST": f"127.0.0.1:{port}", "OLLAMA_MODELS": str(tmp_path / "models"), "OLLAMAPY_SHUTDOWN_GRACE": grace, "OLLAMA_CONTEXT_LENGTH": "4096"}
     proc = subprocess.Popen([sys.executable, "-m", "ollamapy", "serve"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        await _wait_up(base, proc)
+        await wait_until_serving(base, proc)
         async with aiohttp.ClientSession() as session:
             await create_model(session, "tiny", tiny_gguf, base=base, template="{{ .Prompt }}")
             yield base, proc, session

@@ -31,7 +31,6 @@ from ollamapy.errors import RunnerCrashed
 from ollamapy.store.model import Model
 from ollamapy.store.model_store import MEDIA_TYPE_CONFIG, Layer, Manifest
 from ollamapy.store.names import ModelName
-from ollamapy.supervisor.app import create_app
 from ollamapy.supervisor.app_keys import SCHEDULER
 from ollamapy.supervisor.runner_process import CRASH_MESSAGE, RunnerProcess
 from ollamapy.supervisor.scheduler import LoadedRunner, LoadRequest, Scheduler
@@ -100,11 +99,8 @@ async def test_a_crash_before_the_first_chunk_is_retried_once_on_a_fresh_runner(
 
 
 @pytest.fixture
-async def client(aiohttp_client: Any, models_dir: Path, tiny_gguf: Path, monkeypatch: pytest.MonkeyPatch) -> TestClient:
-    monkeypatch.setenv("OLLAMA_NUM_PARALLEL", "2")
-    test_client: TestClient = await aiohttp_client(create_app(models_dir))
-    await create_model(test_client, "tiny", tiny_gguf, template="{{ .Prompt }}")
-    return test_client
+def client(two_slot_client: TestClient) -> TestClient:
+    return two_slot_client
 
 
 def _loaded(client: TestClient) -> LoadedRunner:

@@ -5,10 +5,13 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import socket
+import subprocess
 from pathlib import Path
 from typing import Any, Protocol
 
-__all__ = ["create_model", "file_digest", "free_port", "generated_tokens_settle", "upload_blob"]
+import aiohttp
+
+__all__ = ["create_model", "file_digest", "free_port", "generated_tokens_settle", "upload_blob", "wait_until_serving"]
 
 
 class _Poster(Protocol):
@@ -22,6 +25,21 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+async def wait_until_serving(base: str, process: subprocess.Popen[bytes], *, attempts: int = 400) -> None:
+    """Wait until the ``ollamapy serve`` process at ``base`` answers ``/``; fail if it exits first."""
+    async with aiohttp.ClientSession() as session:
+        for _ in range(attempts):
+            if process.poll() is not None:
+                raise AssertionError(f"server exited early with status {process.returncode}")
+            try:
+                async with session.get(base) as resp:
+                    if resp.status == 200:
+                        return
+            except aiohttp.ClientConnectionError:
+                await asyncio.sleep(0.05)
+    raise AssertionError("server did not start")
 
 
 def file_digest(path: Path) -> str:
