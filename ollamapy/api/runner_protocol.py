@@ -102,7 +102,7 @@ class CompletionRequest(SamplingOptions):
     """Prompt text; tokenized with the model's BOS and special-token parsing."""
     tokens: list[int] | None = None
     """Prompt as token ids instead of text (exactly one of ``prompt``/``tokens``)."""
-    images: list[str] = []
+    images: list[str] = Field(default_factory=list)
     """Base64 image data; image N goes where the prompt says ``[img-N]`` (needs ``prompt``
     and a runner loaded with a projector)."""
     mirostat: Literal[0, 1, 2] = 0
