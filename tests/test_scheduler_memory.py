@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import tempfile
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -277,6 +278,25 @@ async def test_max_loaded_models_defaults_to_three_per_gpu(
     await _use(scheduler, requests["a"])
     assert scheduler.max_loaded == expected
     assert Scheduler(Factory(), max_loaded=2).max_loaded == 2
+
+
+@pytest.mark.serving
+async def test_real_runners_second_model_evicts_the_first_when_memory_holds_one(
+    requests: dict[str, LoadRequest], simulate: Callable[[Inventory], None]
+) -> None:
+    cpu_need = plan_on(requests["a"], Inventory(system=ROOMY.system)).size
+    simulate(Inventory(system=SystemMemory(total=cpu_need * 3 // 2, free=cpu_need * 3 // 2)))
+    with tempfile.TemporaryDirectory(prefix="om-") as sockets:  # short: a socket path has a length limit
+        scheduler = Scheduler(RunnerStarter(Path(sockets), load_timeout=60.0))  # the factory is the planner
+        try:
+            async with scheduler.lease(requests["a"], None) as first:
+                assert await first.handle.tokenize("hello")
+            async with scheduler.lease(requests["b"], None) as second:
+                assert await second.handle.tokenize("hello")
+                assert first.handle.has_exited() and not second.handle.has_exited()
+            assert [r.model.short_name for r in scheduler.loaded()] == ["b:latest"]
+        finally:
+            await scheduler.stop()
 
 
 async def _use(scheduler: Scheduler, request: LoadRequest) -> None:
