@@ -137,11 +137,11 @@ async def ask_anthropic(client: TestClient, image: str | None) -> tuple[int, lis
     return body["usage"]["input_tokens"], [], "".join(block.get("text", "") for block in body["content"])
 
 
-def same(a: tuple[int, list[float], str], b: tuple[int, list[float], str]) -> bool:
+def same(a: tuple[int, list[float], str], b: tuple[int, list[float], str], *, tolerance: float = 1e-4) -> bool:
     """The same answer: prompt tokens and text exactly, logprobs up to float rounding (a
     repeated prompt comes from the prefix cache, and its last token, evaluated again on
     its own, is summed in another order than in the first prompt chunk)."""
-    return a[0] == b[0] and a[2] == b[2] and a[1] == pytest.approx(b[1], abs=1e-4)
+    return a[0] == b[0] and a[2] == b[2] and a[1] == pytest.approx(b[1], abs=tolerance)
 
 
 @pytest.mark.parametrize("ask", [ask_generate, ask_chat, ask_openai, ask_anthropic], ids=["generate", "chat", "openai", "anthropic"])
@@ -154,9 +154,11 @@ async def test_the_image_reaches_the_model(client: TestClient, ask: Ask) -> None
     assert red[0] >= plain[0] + image_tokens and blue[0] == red[0]
     assert red[1:] != blue[1:] and red[1:] != plain[1:]
     assert same(red_again, red)
-    # two image requests at once on the one runner answer as they do alone
+    # two image requests at once on the one runner answer as they do alone; a step that
+    # decodes both sequences sums in another order, so logprobs agree to ~1e-3, not 1e-4
+    # (different images differ by tenths)
     together = await asyncio.gather(ask(client, RED), ask(client, BLUE))
-    assert same(together[0], red) and same(together[1], blue)
+    assert same(together[0], red, tolerance=1e-2) and same(together[1], blue, tolerance=1e-2)
     runners = client.app[SCHEDULER].loaded()
     assert len(runners) == 1 and runners[0].request.num_parallel == 2
 
