@@ -121,3 +121,12 @@ async def test_models(client: TestClient) -> None:
     assert (await resp.json())["id"] == "tiny"
     resp = await client.get("/v1/models/nope")
     assert resp.status == 404 and await resp.json() == openai_error("model 'nope' not found", "not_found_error")
+
+
+@pytest.mark.parametrize("path", ["/v1/chat/completions", "/v1/completions", "/v1/messages"])
+async def test_a_whole_answer_is_logged_with_its_model_and_tokens(client: TestClient, caplog: pytest.LogCaptureFixture, path: str) -> None:
+    body: dict[str, Any] = {"messages": USER, "max_tokens": 64} if path != "/v1/completions" else {"prompt": "hi"}
+    with caplog.at_level("INFO", logger="ollamapy.access"):
+        await post(client, path, **body)
+    line = [r.getMessage() for r in caplog.records if r.name == "ollamapy.access"][-1]
+    assert f"method=POST route={path} model=tiny status=200" in line and "eval_tokens=3" in line

@@ -28,7 +28,7 @@ from ollamapy.errors import InvalidRequest
 from ollamapy.supervisor.app_keys import INFERENCE
 from ollamapy.supervisor.inference import ChunkStream
 from ollamapy.supervisor.routes.compat_http import NamedEvent, SSEStream, answer_errors_as, named_event
-from ollamapy.supervisor.routes.http_util import json_response, read_request
+from ollamapy.supervisor.routes.http_util import json_response, native_answer, read_request
 
 __all__ = ["setup_anthropic_routes"]
 
@@ -50,8 +50,7 @@ async def messages_handler(request: web.Request) -> web.StreamResponse:
     if req.stream and isinstance(result, ChunkStream):
         stream = MessageStream(message_id, req.model, estimated_input_tokens=estimate_input_tokens(req), forced_tools=forced)
         return await _SSE.respond(request, result.events, stream.feed)
-    native = await result.whole() if isinstance(result, ChunkStream) else result.body
-    return json_response(to_message(message_id, force_tool_call(native, forced)))
+    return json_response(to_message(message_id, force_tool_call(await native_answer(request, result), forced)))
 
 
 @answer_errors_as(error_body)

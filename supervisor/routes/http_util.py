@@ -19,11 +19,12 @@ from pydantic import BaseModel, ValidationError
 
 from ollamapy.errors import InvalidRequest
 from ollamapy.golang.strconv import quote
+from ollamapy.supervisor.inference import ChunkStream, NativeResult
 from ollamapy.supervisor.lifecycle import STREAMS
 from ollamapy.supervisor.routes.streaming import Framing, record_usage
 
 # STREAMS is defined beside the tracker it holds; the app factory imports it from here.
-__all__ = ["NDJSON", "STREAMS", "json_response", "read_request", "respond_stream"]
+__all__ = ["NDJSON", "STREAMS", "json_response", "native_answer", "read_request", "respond_stream"]
 
 RequestT = TypeVar("RequestT", bound=BaseModel)
 
@@ -242,3 +243,11 @@ async def respond_stream(
     body = collect(seen) if collect else (seen[-1] if seen else {})
     record_usage(request, body)
     return json_response(body)
+
+
+async def native_answer(request: web.Request, result: NativeResult) -> dict[str, Any]:
+    """The whole native answer of a started request (``stream: false``), its model and
+    token counts recorded for the access log as the stream writer records a stream's."""
+    body = await result.whole() if isinstance(result, ChunkStream) else result.body
+    record_usage(request, body)
+    return body

@@ -42,9 +42,9 @@ from ollamapy.compat.openai_responses import forced_tool_names as forced_respons
 from ollamapy.errors import InvalidRequest
 from ollamapy.supervisor.app_keys import INFERENCE, STORE
 from ollamapy.supervisor.catalog import list_models
-from ollamapy.supervisor.inference import ChunkStream, NativeResult
+from ollamapy.supervisor.inference import ChunkStream
 from ollamapy.supervisor.routes.compat_http import SSEStream, answer_errors_as, named_event
-from ollamapy.supervisor.routes.http_util import json_response, read_request
+from ollamapy.supervisor.routes.http_util import json_response, native_answer, read_request
 
 __all__ = ["setup_openai_routes"]
 
@@ -64,13 +64,6 @@ _openai_errors = answer_errors_as(error_body)
 _SSE = SSEStream(_sse, error_body, end=b"data: [DONE]\n\n")
 
 
-async def _collect(result: NativeResult) -> dict[str, Any]:
-    """The whole native answer of a started request (``stream: false``)."""
-    if isinstance(result, ChunkStream):
-        return await result.whole()
-    return result.body
-
-
 @_openai_errors
 async def chat_completions_handler(request: web.Request) -> web.StreamResponse:
     req = await _decode(request, ChatCompletionRequest)
@@ -82,7 +75,7 @@ async def chat_completions_handler(request: web.Request) -> web.StreamResponse:
     if req.stream and isinstance(result, ChunkStream):
         stream = ChatStream(completion_id, int(time.time()), include_usage=req.include_usage, forced_tools=forced)
         return await _SSE.respond(request, result.events, stream.feed)
-    return json_response(to_chat_completion(completion_id, force_tool_call(await _collect(result), forced)))
+    return json_response(to_chat_completion(completion_id, force_tool_call(await native_answer(request, result), forced)))
 
 
 @_openai_errors
@@ -94,7 +87,7 @@ async def responses_handler(request: web.Request) -> web.StreamResponse:
     if req.stream and isinstance(result, ChunkStream):
         stream = ResponsesStream(response_id, item_id, req, forced_tools=forced)
         return await SSEStream(named_event, stream.error_event).respond(request, result.events, stream.feed)
-    return json_response(to_response(response_id, item_id, force_tool_call(await _collect(result), forced), req))
+    return json_response(to_response(response_id, item_id, force_tool_call(await native_answer(request, result), forced), req))
 
 
 @_openai_errors
@@ -105,7 +98,7 @@ async def completions_handler(request: web.Request) -> web.StreamResponse:
     if req.stream and isinstance(result, ChunkStream):
         stream = CompletionStream(completion_id, int(time.time()), include_usage=req.include_usage)
         return await _SSE.respond(request, result.events, stream.feed)
-    return json_response(to_completion(completion_id, await _collect(result)))
+    return json_response(to_completion(completion_id, await native_answer(request, result)))
 
 
 @_openai_errors
