@@ -43,7 +43,7 @@ log = logging.getLogger("ollamapy.runner")
 
 _Model = TypeVar("_Model", bound=BaseModel)
 _INLINE_PROMPT_CHARS = 8192
-"""Prompts shorter than this (without a grammar) are validated on the event loop."""
+"""Prompts shorter than this (without a grammar or images) are validated on the event loop."""
 
 
 def _json(model: BaseModel, status: int = 200) -> web.Response:
@@ -149,9 +149,9 @@ class RunnerServer:
         def sink(item: CompletionChunk | BaseException | None) -> None:
             loop.call_soon_threadsafe(queue.put_nowait, item)
 
-        if body.grammar is None and body.format is None and len(body.prompt or "") < _INLINE_PROMPT_CHARS:
-            # Cheap to validate (no grammar to compile, a short text to tokenize): do it
-            # right here, saving a thread hop on the way to the first token.
+        if body.grammar is None and body.format is None and not body.images and len(body.prompt or "") < _INLINE_PROMPT_CHARS:
+            # Cheap to validate (no grammar to compile, no image to decode, a short text to
+            # tokenize): do it right here, saving a thread hop on the way to the first token.
             ticket = self.engine.submit(body, sink)
         else:
             ticket = await self._submit_in_thread(body, sink)
@@ -161,7 +161,7 @@ class RunnerServer:
             ticket.cancel()  # a no-op once the sequence is over
 
     async def _submit_in_thread(self, body: CompletionRequest, sink: ChunkSink) -> Ticket:
-        """Validate and queue off the event loop (grammar compilation, long prompts)."""
+        """Validate and queue off the event loop (grammar compilation, image decoding, long prompts)."""
         self._submitting += 1
         submitted = asyncio.get_running_loop().run_in_executor(self._worker, self.engine.submit, body, sink)
         try:
