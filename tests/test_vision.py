@@ -25,6 +25,7 @@ from ollamapy.supervisor.app_keys import SCHEDULER
 from ollamapy.supervisor.runner_process import RunnerProcess
 from ollamapy.testing import write_tiny_vision_model
 from ollamapy.testing.api import create_model, upload_blob
+from ollamapy.testing.tiny_gguf import TinyModelSpec, write_tiny_gguf
 from ollamapy.testing.tiny_vision import TinyProjectorSpec, tiny_png
 
 pytestmark = pytest.mark.serving
@@ -185,6 +186,30 @@ async def test_bad_image_input_is_a_400_before_any_load(client: TestClient, mode
         assert resp.status == 400, await resp.text()
         assert (await resp.json())["error"] == error
     assert client.app[SCHEDULER].loaded() == []
+
+
+async def test_vision_inside_the_model_file_is_a_400_naming_why(client: TestClient, tmp_path: Path) -> None:
+    """Ollama's single-file vision models: the capability is there, llama.cpp cannot load
+    the encoder, so images are refused up front and text alone still works."""
+    gguf = write_tiny_gguf(tmp_path / "one-file.gguf", TinyModelSpec(name="one-file", vision_block_count=2))
+    await create_model(client, "onefile", gguf, template="{{ .Prompt }}")
+    shown = await _show(client, "onefile")
+    assert "vision" in shown["capabilities"] and "projector_info" not in shown
+    why = (
+        "registry.ollama.ai/library/onefile:latest keeps its vision encoder inside the model file "
+        "(Ollama's single-file format), which llama.cpp cannot load; images need a model with a separate projector"
+    )
+    for path, body in (
+        ("/api/generate", {"prompt": TEXT, "images": [RED]}),
+        ("/api/chat", {"messages": [{"role": "user", "content": TEXT, "images": [RED]}]}),
+    ):
+        resp = await client.post(path, json={"model": "onefile", **body})
+        assert resp.status == 400, await resp.text()
+        assert (await resp.json())["error"] == why
+    assert client.app[SCHEDULER].loaded() == []  # no runner was started, so none crashed
+    answer = await client.post("/api/generate", json={"model": "onefile", "prompt": TEXT, "stream": False, "options": OPTIONS})
+    assert answer.status == 200, await answer.text()
+    assert (await answer.json())["eval_count"] > 0
 
 
 # --- the runner -----------------------------------------------------------------------------

@@ -34,6 +34,10 @@ class TinyModelSpec:
     name: str = "tiny-llama"
     chat_template: str | None = None
     tensor_type: GGMLQuantizationType = GGMLQuantizationType.F32
+    vision_block_count: int | None = None
+    """Set to write ``llama.vision.block_count``, the key that marks Ollama's single-file
+    vision models (encoder inside the model GGUF, no projector). Only the key: llama.cpp
+    refuses a file with tensors it does not use, and the key is what marks the model."""
 
 
 def _vocab() -> tuple[list[str], list[float], list[int]]:
@@ -76,6 +80,8 @@ def write_tiny_gguf(path: Path | str, spec: TinyModelSpec = TinyModelSpec()) -> 
     w.add_unk_token_id(0)
     if spec.chat_template is not None:
         w.add_chat_template(spec.chat_template)
+    if spec.vision_block_count is not None:
+        w.add_uint32("llama.vision.block_count", spec.vision_block_count)
 
     def normal(*shape: int, scale: float = 0.1) -> np.ndarray:
         return (rng.standard_normal(shape) * scale).astype(np.float32)
