@@ -15,7 +15,7 @@ from aiohttp.test_utils import TestClient
 
 from ollamapy.supervisor.app import create_app
 from ollamapy.supervisor.app_keys import SCHEDULER
-from ollamapy.testing.api import create_model, generated_tokens_settle, upload_blob
+from ollamapy.testing.api import create_model, until_idle, upload_blob
 from ollamapy.testing.tiny_gguf import write_tiny_lora
 
 pytestmark = pytest.mark.serving
@@ -249,7 +249,7 @@ async def test_client_disconnect_stops_generation(client: TestClient) -> None:
     await resp.content.readline()
     (runner,) = _runners(client)
     resp.close()
-    assert await generated_tokens_settle(runner.handle) < 100_000
+    assert (await until_idle(runner.handle)).tokens_generated < 100_000
 
 
 async def test_lora_adapter_changes_greedy_output(client: TestClient, models_dir: Path, tiny_gguf: Path) -> None:

@@ -20,7 +20,7 @@ from aiohttp.test_utils import TestClient
 
 from ollamapy.supervisor.app import create_app
 from ollamapy.supervisor.app_keys import SCHEDULER
-from ollamapy.testing.api import create_model, generated_tokens_settle
+from ollamapy.testing.api import create_model, until_idle
 
 pytestmark = pytest.mark.serving
 
@@ -229,7 +229,7 @@ async def test_client_disconnect_stops_generation(client: TestClient) -> None:
     await resp.content.readline()
     (runner,) = client.app[SCHEDULER].loaded()
     resp.close()
-    assert await generated_tokens_settle(runner.handle) < 4000
+    assert (await until_idle(runner.handle)).tokens_generated < 4000
 
 
 # --- completions ------------------------------------------------------------------------

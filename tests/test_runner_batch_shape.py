@@ -18,10 +18,10 @@ from llama_cpp import llama_cpp as llama_lib
 from ollamapy.api.runner_protocol import CompletionChunk, CompletionRequest, LoadSpec
 from ollamapy.runner import engine as engine_module
 from ollamapy.runner.engine import BatchEngine
+from ollamapy.testing.api import FOREVER_GRAMMAR
 
 pytestmark = [pytest.mark.serving]
 
-FOREVER = "root ::= [a-z ] root"
 PROMPTS = ["the sky is blue", "once upon a time", "hello world and more", "zebra zebra zebra"]
 
 
@@ -70,7 +70,7 @@ def decode_batches(monkeypatch: pytest.MonkeyPatch) -> list[list[int]]:
 
 def submit(engine: BatchEngine, prompt: str, num_predict: int) -> Stream:
     stream = Stream()
-    engine.submit(CompletionRequest(prompt=prompt, temperature=0.0, num_predict=num_predict, grammar=FOREVER), stream)
+    engine.submit(CompletionRequest(prompt=prompt, temperature=0.0, num_predict=num_predict, grammar=FOREVER_GRAMMAR), stream)
     return stream
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -25,14 +25,11 @@ from ollamapy.supervisor import serving
 from ollamapy.supervisor.placement.gpu_probe import Inventory, SystemMemory
 from ollamapy.supervisor.placement.plan import estimate_for
 from ollamapy.supervisor.runner_process import RunnerProcess
+from ollamapy.testing.api import FOREVER_GRAMMAR, until_health, until_idle
 from ollamapy.testing.tiny_gguf import TinyModelSpec, write_tiny_gguf
 
 pytestmark = [pytest.mark.serving]
 
-FOREVER = "root ::= [a-m] [n-z] root"
-"""Letters from each half of the alphabet in turn, never complete. Only the tiny model's
-one-byte tokens match, so no two tokens in a row are alike and the repeated-token rule
-never ends a generation: it runs until num_predict or until the client leaves."""
 
 SCHEMA = {"type": "object", "properties": {"ok": {"type": "boolean"}}, "required": ["ok"], "additionalProperties": False}
 
@@ -70,7 +67,7 @@ async def complete(runner: RunnerProcess, **options: object) -> tuple[str, list[
 
 @pytest.mark.asyncio(loop_scope="module")
 async def test_greedy_output_is_the_same_alone_and_batched(runner: RunnerProcess) -> None:
-    options = {"num_predict": 40, "grammar": FOREVER}
+    options = {"num_predict": 40, "grammar": FOREVER_GRAMMAR}
     alone = [(await complete(runner, prompt=p, **options))[0] for p in PROMPTS]
     # six requests on four slots: two wait, then join the running batch
     batched = await asyncio.gather(*(complete(runner, prompt=p, **options) for p in PROMPTS))
@@ -81,27 +78,12 @@ async def test_greedy_output_is_the_same_alone_and_batched(runner: RunnerProcess
 
 @pytest.mark.asyncio(loop_scope="module")
 async def test_seeded_sampling_is_per_sequence(runner: RunnerProcess) -> None:
-    options = {"temperature": 1.0, "top_k": 0, "top_p": 1.0, "num_predict": 32, "grammar": FOREVER}
+    options = {"temperature": 1.0, "top_k": 0, "top_p": 1.0, "num_predict": 32, "grammar": FOREVER_GRAMMAR}
     seeds = [1, 2, 3, 1]
     alone = [(await complete(runner, seed=seed, **options))[0] for seed in seeds]
     batched = await asyncio.gather(*(complete(runner, seed=seed, **options) for seed in seeds))
     assert [text for text, _ in batched] == alone
     assert alone[0] == alone[3] and len(set(alone)) > 1
-
-
-async def until_health(runner: RunnerProcess, condition: Callable[[HealthResponse], bool]) -> HealthResponse:
-    """Poll /health until ``condition`` holds; fail after a minute instead of hanging."""
-    async with asyncio.timeout(60):
-        while not condition(health := await runner.health()):
-            await asyncio.sleep(0.01)
-    return health
-
-
-async def until_idle(runner: RunnerProcess) -> HealthResponse:
-    """Wait until no request is left and the decode batch is empty."""
-    health = await until_health(runner, lambda h: h.active == 0 and h.active_sequences == 0)
-    assert health.prompt_tokens_pending == 0
-    return health
 
 
 async def first_chunks(stream: AsyncIterator[CompletionChunk], n: int) -> list[CompletionChunk]:
@@ -117,7 +99,7 @@ async def first_chunks(stream: AsyncIterator[CompletionChunk], n: int) -> list[C
 async def test_requests_are_decoded_together(runner: RunnerProcess) -> None:
     """Four endless streams all make progress at once: each keeps getting tokens while the
     other three are still running (the runner counts all four as active)."""
-    streams = [runner.completion(CompletionRequest(prompt=p, temperature=0.0, num_predict=100_000, grammar=FOREVER)) for p in PROMPTS[:4]]
+    streams = [runner.completion(CompletionRequest(prompt=p, temperature=0.0, num_predict=100_000, grammar=FOREVER_GRAMMAR)) for p in PROMPTS[:4]]
     try:
         for stream in streams:
             await first_chunks(stream, 1)
@@ -135,13 +117,13 @@ async def test_requests_are_decoded_together(runner: RunnerProcess) -> None:
 async def test_a_new_request_joins_a_running_batch(runner: RunnerProcess) -> None:
     """A request that arrives while another is decoding is served at once, beside it, and
     neither output changes."""
-    alone_long, _ = await complete(runner, num_predict=40, grammar=FOREVER)
-    alone_short, _ = await complete(runner, prompt="zebra", num_predict=8, grammar=FOREVER)
-    long_stream = runner.completion(CompletionRequest(prompt="the sky is", temperature=0.0, num_predict=100_000, grammar=FOREVER))
+    alone_long, _ = await complete(runner, num_predict=40, grammar=FOREVER_GRAMMAR)
+    alone_short, _ = await complete(runner, prompt="zebra", num_predict=8, grammar=FOREVER_GRAMMAR)
+    long_stream = runner.completion(CompletionRequest(prompt="the sky is", temperature=0.0, num_predict=100_000, grammar=FOREVER_GRAMMAR))
     try:
         long_chunks = await first_chunks(long_stream, 5)
         async with asyncio.timeout(60):  # not queued behind the endless one
-            short, _ = await complete(runner, prompt="zebra", num_predict=8, grammar=FOREVER)
+            short, _ = await complete(runner, prompt="zebra", num_predict=8, grammar=FOREVER_GRAMMAR)
         long_chunks += await first_chunks(long_stream, 35)  # and the long one runs on
     finally:
         await long_stream.aclose()
@@ -151,8 +133,8 @@ async def test_a_new_request_joins_a_running_batch(runner: RunnerProcess) -> Non
 
 @pytest.mark.asyncio(loop_scope="module")
 async def test_cancelling_one_sequence_leaves_the_others_intact(runner: RunnerProcess) -> None:
-    alone, _ = await complete(runner, num_predict=80, grammar=FOREVER)
-    endless = CompletionRequest(prompt="once upon a time", temperature=1.0, seed=5, num_predict=100_000, grammar=FOREVER)
+    alone, _ = await complete(runner, num_predict=80, grammar=FOREVER_GRAMMAR)
+    endless = CompletionRequest(prompt="once upon a time", temperature=1.0, seed=5, num_predict=100_000, grammar=FOREVER_GRAMMAR)
     before = (await runner.health()).tokens_generated
 
     async def cancelled() -> None:
@@ -161,7 +143,7 @@ async def test_cancelling_one_sequence_leaves_the_others_intact(runner: RunnerPr
             break
         await stream.aclose()
 
-    together, _ = await asyncio.gather(complete(runner, num_predict=80, grammar=FOREVER), cancelled())
+    together, _ = await asyncio.gather(complete(runner, num_predict=80, grammar=FOREVER_GRAMMAR), cancelled())
     assert together[0] == alone
     health = await until_idle(runner)
     generated = health.tokens_generated - before
@@ -173,7 +155,7 @@ async def test_cancelling_one_sequence_leaves_the_others_intact(runner: RunnerPr
 
 @pytest.mark.asyncio(loop_scope="module")
 async def test_a_request_waiting_for_a_slot_can_be_cancelled(runner: RunnerProcess) -> None:
-    endless = CompletionRequest(prompt="the sky is", temperature=1.0, seed=5, num_predict=100_000, grammar=FOREVER)
+    endless = CompletionRequest(prompt="the sky is", temperature=1.0, seed=5, num_predict=100_000, grammar=FOREVER_GRAMMAR)
     streams = [runner.completion(endless) for _ in range(4)]
     for stream in streams:  # all four slots busy
         await anext(stream)
@@ -191,13 +173,13 @@ async def test_a_request_waiting_for_a_slot_can_be_cancelled(runner: RunnerProce
 
 @pytest.mark.asyncio(loop_scope="module")
 async def test_per_sequence_stop_strings_grammars_and_logprobs(runner: RunnerProcess) -> None:
-    reference, chunks = await complete(runner, prompt="hello world", num_predict=30, grammar=FOREVER)
+    reference, chunks = await complete(runner, prompt="hello world", num_predict=30, grammar=FOREVER_GRAMMAR)
     stop = reference[10:13]
     results = await asyncio.gather(
-        complete(runner, prompt="hello world", num_predict=30, grammar=FOREVER, stop=[stop]),
+        complete(runner, prompt="hello world", num_predict=30, grammar=FOREVER_GRAMMAR, stop=[stop]),
         complete(runner, num_predict=64, format=SCHEMA),
-        complete(runner, prompt="zebra", num_predict=6, grammar=FOREVER, logprobs=True, top_logprobs=2),
-        complete(runner, prompt="a b c d e f g", num_predict=3, grammar=FOREVER),
+        complete(runner, prompt="zebra", num_predict=6, grammar=FOREVER_GRAMMAR, logprobs=True, top_logprobs=2),
+        complete(runner, prompt="a b c d e f g", num_predict=3, grammar=FOREVER_GRAMMAR),
     )
     (stopped, stopped_chunks), (schema_text, schema_chunks), (_, logprob_chunks), (_, short_chunks) = results
     assert stopped == reference[: reference.index(stop)] and stopped_chunks[-1].done_reason == "stop"
@@ -212,12 +194,12 @@ async def test_per_sequence_stop_strings_grammars_and_logprobs(runner: RunnerPro
 async def test_a_free_slot_with_the_longest_shared_prefix_is_reused(runner: RunnerProcess) -> None:
     history_a = "the sky is blue and the grass is green and"
     history_b = "zebra zebra zebra zebra zebra zebra"
-    _, a1 = await complete(runner, prompt=history_a, num_predict=4, grammar=FOREVER)
-    _, b1 = await complete(runner, prompt=history_b, num_predict=4, grammar=FOREVER)
+    _, a1 = await complete(runner, prompt=history_a, num_predict=4, grammar=FOREVER_GRAMMAR)
+    _, b1 = await complete(runner, prompt=history_b, num_predict=4, grammar=FOREVER_GRAMMAR)
     # Both histories grow at once: each continues on the slot that holds its own prefix.
     (_, a2), (_, b2) = await asyncio.gather(
-        complete(runner, prompt=history_a + " the sea", num_predict=4, grammar=FOREVER),
-        complete(runner, prompt=history_b + " zebra", num_predict=4, grammar=FOREVER),
+        complete(runner, prompt=history_a + " the sea", num_predict=4, grammar=FOREVER_GRAMMAR),
+        complete(runner, prompt=history_b + " zebra", num_predict=4, grammar=FOREVER_GRAMMAR),
     )
     assert a2[-1].prompt_cached_count >= a1[-1].prompt_eval_count - 1
     assert b2[-1].prompt_cached_count >= b1[-1].prompt_eval_count - 1
@@ -226,8 +208,8 @@ async def test_a_free_slot_with_the_longest_shared_prefix_is_reused(runner: Runn
 @pytest.mark.asyncio(loop_scope="module")
 async def test_embedding_between_decode_steps(runner: RunnerProcess) -> None:
     alone = (await runner.embed(["the sky is blue"])).embeddings[0]
-    text_alone, _ = await complete(runner, num_predict=60, grammar=FOREVER)
-    (text, _), during = await asyncio.gather(complete(runner, num_predict=60, grammar=FOREVER), runner.embed(["the sky is blue"]))
+    text_alone, _ = await complete(runner, num_predict=60, grammar=FOREVER_GRAMMAR)
+    (text, _), during = await asyncio.gather(complete(runner, num_predict=60, grammar=FOREVER_GRAMMAR), runner.embed(["the sky is blue"]))
     assert text == text_alone
     assert during.embeddings[0] == pytest.approx(alone, rel=1e-4, abs=1e-5)
 
@@ -236,12 +218,12 @@ async def test_embedding_between_decode_steps(runner: RunnerProcess) -> None:
 async def test_each_sequence_has_its_share_of_the_context(sharp_gguf: Path) -> None:
     runner = await start(LoadSpec(model_path=str(sharp_gguf), num_ctx=128, num_parallel=2))
     try:
-        unshifted = await asyncio.gather(*(complete(runner, prompt=p, num_predict=500, grammar=FOREVER, shift=False) for p in PROMPTS[:2]))
+        unshifted = await asyncio.gather(*(complete(runner, prompt=p, num_predict=500, grammar=FOREVER_GRAMMAR, shift=False) for p in PROMPTS[:2]))
         for _, chunks in unshifted:
             final = chunks[-1]
             assert final.done_reason == "length"
             assert final.prompt_eval_count + final.eval_count == 64 + 1  # the last token is never evaluated
-        shifted = await asyncio.gather(*(complete(runner, prompt=p, num_predict=150, grammar=FOREVER) for p in PROMPTS[:2]))
+        shifted = await asyncio.gather(*(complete(runner, prompt=p, num_predict=150, grammar=FOREVER_GRAMMAR) for p in PROMPTS[:2]))
         assert [chunks[-1].eval_count for _, chunks in shifted] == [150, 150]
         assert "context shift" in runner.stderr_tail
     finally:
@@ -256,7 +238,7 @@ async def test_cancelling_a_prompt_evaluation_does_not_disturb_decoding(sharp_gg
     runner = await start(LoadSpec(model_path=str(sharp_gguf), num_ctx=2 * 8192, num_parallel=2))
     try:
         before = (await runner.health()).tokens_generated
-        decoding = runner.completion(CompletionRequest(prompt="the sky is", temperature=0.0, num_predict=100_000, grammar=FOREVER))
+        decoding = runner.completion(CompletionRequest(prompt="the sky is", temperature=0.0, num_predict=100_000, grammar=FOREVER_GRAMMAR))
         chunks = await first_chunks(decoding, 1)
         long_prompt = CompletionRequest(tokens=[1] + [100] * 8000, num_predict=1)
         task = asyncio.create_task(anext(aiter(runner.completion(long_prompt))))
@@ -277,7 +259,7 @@ async def test_cancelling_a_prompt_evaluation_does_not_disturb_decoding(sharp_gg
             while chunks[-1].eval_count < decoded_by_then + 20:
                 chunks.append(await anext(decoding))
         await decoding.aclose()
-        alone, _ = await complete(runner, num_predict=chunks[-1].eval_count, grammar=FOREVER)
+        alone, _ = await complete(runner, num_predict=chunks[-1].eval_count, grammar=FOREVER_GRAMMAR)
         assert "".join(c.content for c in chunks) == alone
     finally:
         await runner.close()

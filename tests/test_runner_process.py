@@ -1,7 +1,7 @@
 """Runner child processes driven through RunnerProcess: real processes, real llama.cpp.
 
 Most tests share one runner on the tiny GGUF (module scope); tests that kill or reconfigure
-a runner start their own. Long generations use a grammar with no end (``FOREVER``) so the
+a runner start their own. Long generations use a grammar with no end (``FOREVER_GRAMMAR``) so the
 random tiny model can neither emit EOS nor trip the repeated-token rule.
 """
 
@@ -14,7 +14,7 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import psutil
@@ -24,14 +24,11 @@ import pytest_asyncio
 from ollamapy.api.runner_protocol import CompletionChunk, CompletionRequest, HealthResponse, LoadSpec
 from ollamapy.errors import InvalidRequest, OllamapyError, RunnerCrashed
 from ollamapy.supervisor.runner_process import CRASH_MESSAGE, RunnerProcess
+from ollamapy.testing.api import FOREVER_GRAMMAR, until_health, until_idle
 from ollamapy.testing.tiny_gguf import write_tiny_lora
 
 pytestmark = [pytest.mark.serving, pytest.mark.asyncio(loop_scope="module")]
 
-FOREVER = "root ::= [a-m] [n-z] root"
-"""Letters from each half of the alphabet in turn, never complete. Only the tiny model's
-one-byte tokens match, so no two tokens in a row are alike and the repeated-token rule
-never ends a generation: it runs until num_predict or until the client leaves."""
 
 SCHEMA = {"type": "object", "properties": {"ok": {"type": "boolean"}}, "required": ["ok"], "additionalProperties": False}
 
@@ -57,21 +54,6 @@ async def complete(runner: RunnerProcess, **options: object) -> tuple[str, list[
     request = CompletionRequest(**{"prompt": "the sky is", "temperature": 0.0, **options})  # type: ignore[arg-type]
     chunks = [chunk async for chunk in runner.completion(request)]
     return "".join(c.content for c in chunks), chunks
-
-
-async def until_health(runner: RunnerProcess, condition: Callable[[HealthResponse], bool]) -> HealthResponse:
-    """Poll /health until ``condition`` holds; fail after a minute instead of hanging."""
-    async with asyncio.timeout(60):
-        while not condition(health := await runner.health()):
-            await asyncio.sleep(0.01)
-    return health
-
-
-async def until_idle(runner: RunnerProcess) -> HealthResponse:
-    """Wait until no request is left and the decode batch is empty."""
-    health = await until_health(runner, lambda h: h.active == 0 and h.active_sequences == 0)
-    assert health.prompt_tokens_pending == 0
-    return health
 
 
 async def until_prompt_evaluation_underway(runner: RunnerProcess, prompt_tokens: int, reader: asyncio.Task[object]) -> None:
@@ -198,7 +180,7 @@ async def test_runner_dies_when_the_front_process_is_sigkilled(tiny_gguf: Path) 
 
 
 async def test_completion_streams_chunks_then_a_final_chunk(runner: RunnerProcess) -> None:
-    text, chunks = await complete(runner, num_predict=16, grammar=FOREVER)
+    text, chunks = await complete(runner, num_predict=16, grammar=FOREVER_GRAMMAR)
     assert len(chunks) > 2
     assert all(not c.done for c in chunks[:-1])
     final = chunks[-1]
@@ -223,7 +205,7 @@ async def test_greedy_is_deterministic_and_reuses_the_prompt_cache(runner: Runne
 
 
 async def test_sampling_with_a_seed_is_deterministic(runner: RunnerProcess) -> None:
-    options = {"temperature": 1.0, "top_k": 0, "top_p": 1.0, "num_predict": 32, "grammar": FOREVER}
+    options = {"temperature": 1.0, "top_k": 0, "top_p": 1.0, "num_predict": 32, "grammar": FOREVER_GRAMMAR}
     a, _ = await complete(runner, seed=42, **options)
     b, _ = await complete(runner, seed=42, **options)
     others = {(await complete(runner, seed=seed, **options))[0] for seed in (1, 2, 3)}
@@ -232,7 +214,7 @@ async def test_sampling_with_a_seed_is_deterministic(runner: RunnerProcess) -> N
 
 
 async def test_num_predict_ends_with_length(runner: RunnerProcess) -> None:
-    _, chunks = await complete(runner, num_predict=5, grammar=FOREVER)
+    _, chunks = await complete(runner, num_predict=5, grammar=FOREVER_GRAMMAR)
     assert (chunks[-1].done_reason, chunks[-1].eval_count) == ("length", 5)
 
 
@@ -243,7 +225,7 @@ async def test_a_token_repeated_more_than_30_times_ends_generation(runner: Runne
 
 
 async def test_stop_string_split_across_tokens_is_cut_and_never_streamed(runner: RunnerProcess) -> None:
-    _, chunks = await complete(runner, num_predict=40, grammar=FOREVER, logprobs=True)
+    _, chunks = await complete(runner, num_predict=40, grammar=FOREVER_GRAMMAR, logprobs=True)
     tokens = [lp.token for c in chunks for lp in c.logprobs or []]
     # a stop string made of the ends of two tokens and a whole third one
     i = next(i for i in range(5, len(tokens) - 2) if tokens[i] and tokens[i + 1] and tokens[i + 2])
@@ -251,7 +233,7 @@ async def test_stop_string_split_across_tokens_is_cut_and_never_streamed(runner:
     full = "".join(tokens)
     expected = full[: full.index(stop)]
 
-    text, chunks = await complete(runner, num_predict=40, grammar=FOREVER, stop=[stop])
+    text, chunks = await complete(runner, num_predict=40, grammar=FOREVER_GRAMMAR, stop=[stop])
     assert text == expected
     assert chunks[-1].done_reason == "stop"
     streamed = ""
@@ -281,7 +263,7 @@ async def test_bounded_json_schema_yields_a_complete_object(runner: RunnerProces
 
 
 async def test_logprobs_report_the_chosen_token_and_the_top_alternatives(runner: RunnerProcess) -> None:
-    _, chunks = await complete(runner, num_predict=6, grammar=FOREVER, logprobs=True, top_logprobs=3)
+    _, chunks = await complete(runner, num_predict=6, grammar=FOREVER_GRAMMAR, logprobs=True, top_logprobs=3)
     logprobs = [lp for c in chunks for lp in c.logprobs or []]
     assert len(logprobs) == 6
     for lp in logprobs:
@@ -312,21 +294,21 @@ async def test_tokenize_detokenize_round_trip(runner: RunnerProcess) -> None:
 async def test_context_shift_and_shift_false(tiny_gguf: Path) -> None:
     runner = await start(LoadSpec(model_path=str(tiny_gguf), num_ctx=64))
     try:
-        before, _ = await complete(runner, num_predict=20, grammar=FOREVER)
-        _, shifted = await complete(runner, num_predict=200, grammar=FOREVER)
+        before, _ = await complete(runner, num_predict=20, grammar=FOREVER_GRAMMAR)
+        _, shifted = await complete(runner, num_predict=200, grammar=FOREVER_GRAMMAR)
         assert (shifted[-1].done_reason, shifted[-1].eval_count) == ("length", 200)
         assert "context shift" in runner.stderr_tail
 
-        _, unshifted = await complete(runner, num_predict=200, grammar=FOREVER, shift=False)
+        _, unshifted = await complete(runner, num_predict=200, grammar=FOREVER_GRAMMAR, shift=False)
         final = unshifted[-1]
         assert final.done_reason == "length"
         assert final.prompt_eval_count + final.eval_count == 64 + 1  # the last token is never evaluated
 
-        _, filled = await complete(runner, num_predict=-2, grammar=FOREVER)
+        _, filled = await complete(runner, num_predict=-2, grammar=FOREVER_GRAMMAR)
         assert filled[-1].done_reason == "length"
         assert filled[-1].prompt_eval_count + filled[-1].eval_count == 64 + 1
 
-        after, _ = await complete(runner, num_predict=20, grammar=FOREVER)
+        after, _ = await complete(runner, num_predict=20, grammar=FOREVER_GRAMMAR)
         assert after == before  # the KV cache bookkeeping survived the shifts
     finally:
         await runner.close()
@@ -337,7 +319,7 @@ async def test_a_kv_cache_type_the_heads_cannot_hold_falls_back_to_f16(tiny_gguf
     # llama.cpp would refuse the context; the model loads with an f16 cache instead.
     runner = await start(LoadSpec(model_path=str(tiny_gguf), flash_attn=True, kv_cache_type="q8_0"))
     try:
-        text, chunks = await complete(runner, num_predict=8, grammar=FOREVER)
+        text, chunks = await complete(runner, num_predict=8, grammar=FOREVER_GRAMMAR)
         assert text and chunks[-1].eval_count == 8
         assert "kv cache type q8_0 not supported by this model" in runner.stderr_tail
         # 2 layers × 4096 cells × (64 + 64) values × 2 bytes (q8_0 would be 34 bytes per 32)
@@ -359,7 +341,7 @@ async def test_embeddings_of_an_embedding_model(tiny_embed_gguf: Path) -> None:
         assert result.prompt_eval_count == sum([len(await runner.tokenize(t, add_special=True)) for t in texts])
         with pytest.raises(InvalidRequest, match="too large"):
             await runner.embed(["x" * 1000])
-        _, chunks = await complete(runner, num_predict=3, grammar=FOREVER)  # it can still generate
+        _, chunks = await complete(runner, num_predict=3, grammar=FOREVER_GRAMMAR)  # it can still generate
         assert chunks[-1].eval_count == 3
     finally:
         await runner.close()
@@ -375,10 +357,10 @@ async def test_a_generative_model_embeds_with_mean_pooling(runner: RunnerProcess
 
 async def test_lora_adapter_changes_greedy_output(tiny_gguf: Path, tmp_path: Path, runner: RunnerProcess) -> None:
     lora = write_tiny_lora(tmp_path / "lora.gguf")
-    plain, _ = await complete(runner, num_predict=24, grammar=FOREVER)
+    plain, _ = await complete(runner, num_predict=24, grammar=FOREVER_GRAMMAR)
     adapted_runner = await start(LoadSpec(model_path=str(tiny_gguf), num_ctx=4096, adapters=[str(lora)]), "tiny-lora")
     try:
-        adapted, _ = await complete(adapted_runner, num_predict=24, grammar=FOREVER)
+        adapted, _ = await complete(adapted_runner, num_predict=24, grammar=FOREVER_GRAMMAR)
     finally:
         await adapted_runner.close()
     assert adapted != plain
@@ -390,7 +372,7 @@ async def test_lora_adapter_changes_greedy_output(tiny_gguf: Path, tmp_path: Pat
 async def test_sigkill_mid_stream_raises_runner_crashed(tiny_gguf: Path) -> None:
     runner = await start(LoadSpec(model_path=str(tiny_gguf), num_ctx=4096))
     try:
-        request = CompletionRequest(prompt="the sky is", temperature=1.0, seed=1, num_predict=100_000, grammar=FOREVER)
+        request = CompletionRequest(prompt="the sky is", temperature=1.0, seed=1, num_predict=100_000, grammar=FOREVER_GRAMMAR)
         stream = runner.completion(request)
         with pytest.raises(RunnerCrashed) as err:
             async for _ in stream:
@@ -403,7 +385,7 @@ async def test_sigkill_mid_stream_raises_runner_crashed(tiny_gguf: Path) -> None
 
 
 async def test_client_disconnect_stops_generation(runner: RunnerProcess) -> None:
-    request = CompletionRequest(prompt="the sky is", temperature=1.0, seed=1, num_predict=100_000, grammar=FOREVER)
+    request = CompletionRequest(prompt="the sky is", temperature=1.0, seed=1, num_predict=100_000, grammar=FOREVER_GRAMMAR)
     before = (await runner.health()).tokens_generated
     stream = runner.completion(request)
     async for _ in stream:
@@ -423,7 +405,7 @@ async def test_client_disconnect_stops_generation(runner: RunnerProcess) -> None
 async def test_health_reports_the_decode_batch(runner: RunnerProcess) -> None:
     """/health shows what the engine is doing: sequences in the batch, their high-water
     mark and the prompt tokens still to evaluate (the prompt phase: see the next test)."""
-    stream = runner.completion(CompletionRequest(prompt="the sky is", temperature=1.0, seed=1, num_predict=100_000, grammar=FOREVER))
+    stream = runner.completion(CompletionRequest(prompt="the sky is", temperature=1.0, seed=1, num_predict=100_000, grammar=FOREVER_GRAMMAR))
     await anext(stream)  # its prompt is evaluated and it is decoding
     health = await runner.health()
     assert (health.active, health.active_sequences, health.max_active_sequences, health.prompt_tokens_pending) == (1, 1, 1, 0)
@@ -451,7 +433,7 @@ async def test_cancelling_a_long_prompt_evaluation_aborts_it(tiny_gguf: Path) ->
 
 
 async def test_a_second_completion_waits_for_the_first(runner: RunnerProcess) -> None:
-    options = {"num_predict": 50, "grammar": FOREVER}
+    options = {"num_predict": 50, "grammar": FOREVER_GRAMMAR}
     alone, _ = await complete(runner, **options)
     results = await asyncio.gather(complete(runner, **options), complete(runner, **options))
     assert [text for text, _ in results] == [alone, alone]

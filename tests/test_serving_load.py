@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import json
 import random
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,10 +20,9 @@ import psutil
 import pytest
 from aiohttp.test_utils import TestClient
 
-from ollamapy.api.runner_protocol import HealthResponse
 from ollamapy.supervisor.app import create_app
 from ollamapy.supervisor.app_keys import SCHEDULER
-from ollamapy.testing.api import create_model
+from ollamapy.testing.api import create_model, until_health
 from ollamapy.testing.tiny_gguf import TinyModelSpec, write_tiny_gguf
 
 pytestmark = pytest.mark.serving
@@ -78,14 +76,6 @@ async def dropped_stream(client: TestClient, lines: int, full_batch: asyncio.Eve
         raise AssertionError("the runner never had all of its slots busy at once") from None
     resp.close()
     return lines
-
-
-async def until_health(runner: Any, condition: Callable[[HealthResponse], bool]) -> HealthResponse:
-    """Poll the runner's /health until ``condition`` holds; fail after a minute instead of hanging."""
-    async with asyncio.timeout(60):
-        while not condition(health := await runner.health()):
-            await asyncio.sleep(0.01)
-    return health
 
 
 async def test_mixed_concurrent_load_loses_and_leaks_nothing(client: TestClient) -> None:

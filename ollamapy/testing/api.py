@@ -6,12 +6,15 @@ import asyncio
 import hashlib
 import socket
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
 import aiohttp
 
-__all__ = ["create_model", "file_digest", "free_port", "generated_tokens_settle", "upload_blob", "wait_until_serving"]
+from ollamapy.api.runner_protocol import HealthResponse
+
+__all__ = ["FOREVER_GRAMMAR", "create_model", "file_digest", "free_port", "until_health", "until_idle", "upload_blob", "wait_until_serving"]
 
 
 class _Poster(Protocol):
@@ -62,15 +65,28 @@ async def create_model(http: _Poster, name: str, gguf: Path, *, base: str = "", 
         assert resp.status == 200, await resp.text()
 
 
+FOREVER_GRAMMAR = "root ::= [a-m] [n-z] root"
+"""A grammar the tiny model never finishes (a request runs until ``num_predict`` or until
+its client leaves): the alternating ranges keep any token from repeating until the
+repetition rules end the stream."""
+
+
 class _Health(Protocol):
-    async def health(self) -> Any: ...
+    async def health(self) -> HealthResponse: ...
 
 
-async def generated_tokens_settle(runner: _Health, pause: float = 0.3) -> int:
-    """After ``pause``, the runner's count of generated tokens, checked not to move during a
-    second ``pause``: generation has stopped (a client that left was noticed)."""
-    await asyncio.sleep(pause)
-    settled = (await runner.health()).tokens_generated
-    await asyncio.sleep(pause)
-    assert (await runner.health()).tokens_generated == settled, "the runner is still generating"
-    return int(settled)
+async def until_health(runner: _Health, condition: Callable[[HealthResponse], bool], *, timeout: float = 60) -> HealthResponse:
+    """Poll the runner's ``/health`` until ``condition`` holds; fail after ``timeout``
+    seconds instead of hanging."""
+    async with asyncio.timeout(timeout):
+        while not condition(health := await runner.health()):
+            await asyncio.sleep(0.01)
+    return health
+
+
+async def until_idle(runner: _Health) -> HealthResponse:
+    """Wait until no request is left and the decode batch is empty (a client that left was
+    noticed and its sequence removed); every prompt token was evaluated or dropped."""
+    health = await until_health(runner, lambda h: h.active == 0 and h.active_sequences == 0)
+    assert health.prompt_tokens_pending == 0
+    return health
