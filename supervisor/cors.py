@@ -1,4 +1,4 @@
-"""Browser safety: CORS and the DNS-rebinding guard, as Ollama configures them (spec §1.1).
+"""Browser safety: CORS and the DNS-rebinding guard, as Ollama configures them.
 
 * CORS (gin-contrib/cors as Ollama sets it up): a request without ``Origin``, or whose
   origin is the server itself, passes untouched; an origin not in the allowed list

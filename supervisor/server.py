@@ -26,7 +26,7 @@ def _configure_logging() -> None:
 
 
 def startup_prune(store: ModelStore) -> None:
-    """Rename legacy blob files, then prune unreferenced blobs unless OLLAMA_NOPRUNE (spec §6)."""
+    """Rename legacy blob files, then prune unreferenced blobs unless OLLAMA_NOPRUNE."""
     store.fix_blobs()
     if envconfig.noprune():
         log.info("OLLAMA_NOPRUNE set: skipping blob pruning")

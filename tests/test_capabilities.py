@@ -1,4 +1,4 @@
-"""Model capabilities from config, GGUF and template (spec §9.4)."""
+"""Model capabilities from config, GGUF and template."""
 
 from __future__ import annotations
 

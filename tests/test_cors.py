@@ -1,4 +1,4 @@
-"""CORS and the DNS-rebinding guard (spec §1.1), on small apps and on the real one."""
+"""CORS and the DNS-rebinding guard, on small apps and on the real one."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The OpenAI ⇄ native converters, without a server (spec §1.6)."""
+"""The OpenAI ⇄ native converters, without a server."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""``/v1/*`` over real HTTP with real runner processes on the tiny GGUF (spec §1.6).
+"""``/v1/*`` over real HTTP with real runner processes on the tiny GGUF.
 
 The tiny model writes gibberish, so these tests check shapes, framing, statuses and the
 tool-call and JSON constraints, never the words.

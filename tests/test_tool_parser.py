@@ -1,4 +1,4 @@
-"""Tool-call parsing of model output (Ollama's tools package, spec §9.5)."""
+"""Tool-call parsing of model output (as Ollama's tools package parses it)."""
 
 from __future__ import annotations
 

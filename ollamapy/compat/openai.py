@@ -1,4 +1,4 @@
-"""OpenAI wire types and pure converters to and from Ollama's native API (spec §1.6).
+"""OpenAI wire types and pure converters to and from Ollama's native API.
 
 The counterpart of Ollama's ``openai/openai.go``: requests arrive as OpenAI bodies, become
 native :class:`~ollamapy.api.types.ChatRequest` / ``GenerateRequest`` / ``EmbedRequest``

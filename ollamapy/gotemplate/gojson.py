@@ -72,7 +72,7 @@ def _encode(v: Any, out: list[str]) -> None:
     elif k == Kind.SLICE:
         if getattr(v, "nil", False):
             out.append("null")
-        elif type_of(v).elem is not None and type_of(v).elem.kind == Kind.UINT:  # type: ignore[union-attr]
+        elif (elem := type_of(v).elem) is not None and elem.kind == Kind.UINT:
             out.append('"' + base64.b64encode(bytes(v)).decode("ascii") + '"')
         else:
             out.append("[")

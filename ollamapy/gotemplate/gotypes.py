@@ -182,7 +182,7 @@ def _register_named(cls: type) -> None:
         _NAMED[go_type.name] = cls
 
 
-class GoSlice(list):  # type: ignore[type-arg]
+class GoSlice(list):  # type: ignore[type-arg]  # elements of any Go type, as template data holds them
     """A list with a declared Go slice type; ``nil`` marks Go's nil slice.
 
     A subclass that sets ``GO_TYPE`` is a named slice type: its zero value is an
@@ -201,7 +201,7 @@ class GoSlice(list):  # type: ignore[type-arg]
         self.nil = nil and not self
 
 
-class GoMap(dict):  # type: ignore[type-arg]
+class GoMap(dict):  # type: ignore[type-arg]  # keys and values of any Go type
     """A dict with a declared Go map type; ``nil`` marks Go's nil map (see GoSlice)."""
 
     go_type: GoType
@@ -248,7 +248,7 @@ class GoStruct:
             getattr(self, f.name) == getattr(other, f.name) for f in self.GO_FIELDS
         )
 
-    __hash__ = None  # type: ignore[assignment]
+    __hash__ = None  # type: ignore[assignment]  # unhashable, as Go structs with slices are; object's hash would disagree with __eq__
 
 
 def _stored_zero(t: GoType) -> Any:

@@ -1,7 +1,7 @@
 """Prompt assembly: messages and a model's template in, the text the model reads out.
 
 This is Ollama's ``template.Template.Execute`` plus ``server/prompt.go`` (``chatPrompt``)
-and the prompt-building parts of the generate/chat handlers (spec §1.5, §9.1):
+and the prompt-building parts of the generate/chat handlers:
 
 * :class:`PromptTemplate` parses a Modelfile TEMPLATE as Ollama does (``{{ .Response }}``
   appended when the template uses neither ``.Messages`` nor ``.Response``) and executes

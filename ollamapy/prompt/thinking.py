@@ -1,4 +1,4 @@
-"""Thinking traces out of model text, as Ollama's ``thinking`` package splits them (§9.6).
+"""Thinking traces out of model text, as Ollama's ``thinking`` package splits them.
 
 A thinking model writes its reasoning between two tags (``<think>`` … ``</think>``) before
 the answer. The tags come from the model's template (:func:`infer_thinking_tags`, which

@@ -1,4 +1,4 @@
-"""Tool calls out of model text, as Ollama's ``tools`` package finds them (spec §9.5).
+"""Tool calls out of model text, as Ollama's ``tools`` package finds them.
 
 Models made for Ollama announce a tool call with a tag their template writes before it
 (``<tool_call>``, ``[TOOL_CALLS]`` …, see :func:`tool_call_tag`) and then a JSON object

@@ -1,4 +1,4 @@
-"""Pull and push models over the Docker Registry v2 protocol, as Ollama does (spec §7).
+"""Pull and push models over the Docker Registry v2 protocol, as Ollama does.
 
 :func:`pull_model` / :func:`push_model` are the progress-event generators behind
 ``/api/pull`` and ``/api/push``; a :class:`TransferManager` (one per server) holds the HTTP

@@ -1,4 +1,4 @@
-"""The ed25519 identity and the signed token requests of Ollama's registry auth (spec §7).
+"""The ed25519 identity and the signed token requests of Ollama's registry auth.
 
 Ollama identifies a machine to its registry by an ed25519 key in ``~/.ollama/id_ed25519``
 (OpenSSH PEM, 0600, with ``id_ed25519.pub`` in authorized_keys form). When a registry

@@ -1,4 +1,4 @@
-"""``/api/pull``: a model's manifest and blobs from a registry into the store (spec §7).
+"""``/api/pull``: a model's manifest and blobs from a registry into the store.
 
 Progress, as Ollama streams it: ``pulling manifest``; ``pulling <digest[7:19]>`` with
 ``digest``/``total``/``completed`` per layer (config last; blobs already in the store report

@@ -1,4 +1,4 @@
-"""``/api/push``: a model's blobs and manifest from the store to a registry (spec §7).
+"""``/api/push``: a model's blobs and manifest from the store to a registry.
 
 Progress, as Ollama streams it: ``retrieving manifest``; ``pushing <digest[7:19]>`` per
 layer (config last); ``pushing manifest``; ``success``. The manifest is sent exactly as

@@ -22,7 +22,7 @@ _MB = 1000 * 1000  # Ollama's format.MegaByte is decimal
 
 @dataclass(frozen=True)
 class TransferSettings:
-    """Part sizing, patience and pacing for blob transfers (spec §7 values by default)."""
+    """Part sizing, patience and pacing for blob transfers (Ollama's values by default)."""
 
     part_count: int = 16
     """Parts per blob (and how many download at once)."""

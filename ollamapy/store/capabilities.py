@@ -1,4 +1,4 @@
-"""What a model can do, from its config, GGUF header and template (spec §9.4).
+"""What a model can do, from its config, GGUF header and template.
 
 ``completion``/``embedding``/``vision``/``audio`` come from the GGUF (and a vision
 projector); ``tools``, ``insert`` and ``thinking`` from the template the model is

@@ -9,7 +9,7 @@ the window.
 
 What Ollama derives from the same header (``fs/ggml``, ``server/routes.go``) is here too,
 so the server answers as Ollama does: ``details()`` (ModelDetails), ``model_info()``
-(ShowResponse.model_info), ``capabilities()`` (the GGUF side of §9.4) and
+(ShowResponse.model_info), ``capabilities()`` (the GGUF side of a model's capabilities) and
 ``format_parameter_size()`` (``format.HumanNumber``, the config blob's ``model_type``).
 
 Only GGUF v2 and v3 little-endian files are read; anything else raises
@@ -318,7 +318,7 @@ class GGUFInfo:
         return {key: _show_value(kv[key], verbose) for key in sorted(kv)}
 
     def capabilities(self) -> list[str]:
-        """The capabilities this GGUF gives a model (§9.4, GGUF side only)."""
+        """The capabilities this GGUF gives a model (GGUF side only)."""
         caps = ["embedding" if f"{self.architecture}.pooling_type" in self.kv else "completion"]
         if f"{self.architecture}.vision.block_count" in self.kv:
             caps.append("vision")

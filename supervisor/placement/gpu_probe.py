@@ -1,4 +1,4 @@
-"""Which GPUs this machine has and how much memory each has free (spec §11).
+"""Which GPUs this machine has and how much memory each has free.
 
 One interface, three backends: NVIDIA through NVML (``pynvml`` from nvidia-ml-py), AMD
 through the ``amdsmi`` library when it is importable or else ``rocm-smi --json``, and the

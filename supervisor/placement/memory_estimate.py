@@ -1,4 +1,4 @@
-"""How much memory a model needs, from its GGUF header alone (spec §4.6–§4.7).
+"""How much memory a model needs, from its GGUF header alone.
 
 Placement needs the need *per piece*: llama.cpp offloads whole layers, so the estimate
 keeps weights and KV cache per repeating layer, the output layer (offloaded last, and a
@@ -266,7 +266,7 @@ def estimate_memory(
 
 @dataclass(frozen=True)
 class MeasuredMemory:
-    """What llama.cpp logged allocating for a loaded model (spec §4.5)."""
+    """What llama.cpp logged allocating for a loaded model."""
 
     size: int
     size_vram: int

@@ -1,4 +1,4 @@
-"""``POST /api/pull`` and ``POST /api/push`` (spec §1.5, §7).
+"""``POST /api/pull`` and ``POST /api/push``.
 
 Both stream NDJSON progress (``stream: false`` answers with the last event). Errors before
 the first event are real statuses (``invalid model name`` 400, ``model is required`` 400,
