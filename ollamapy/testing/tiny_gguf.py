@@ -3,7 +3,6 @@
 The serving tests run real runner processes on it. Weights are random (gibberish output),
 deterministic for a fixed seed. ``output.weight`` is scaled up so greedy decoding has no
 near-ties in its logits, which keeps outputs identical between batched and single runs.
-See shared/spec/tiny-gguf.md for the facts this follows.
 """
 
 from __future__ import annotations
