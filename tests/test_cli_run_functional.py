@@ -8,6 +8,7 @@ drawn by a terminal emulator (pyte), so the tests read the screen a user would s
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import os
@@ -30,6 +31,7 @@ import pyte
 import pytest
 
 from ollamapy.testing.tiny_gguf import TinyModelSpec, write_tiny_gguf
+from ollamapy.testing.tiny_vision import TinyProjectorSpec, tiny_png, write_tiny_vision_model
 
 pytestmark = pytest.mark.serving
 
@@ -432,3 +434,111 @@ def test_repl_ctrl_c_stops_the_answer_and_stays(live: Live, terminals: list[Term
     term.child.sendeof()
     assert term.exit_status() == 0
     assert not (tmp_path / ".ollama" / "history").exists()  # OLLAMA_NOHISTORY
+
+
+# --- images in prompts, for a vision model --------------------------------------------------------
+
+
+@dataclass
+class Pictures:
+    """Two PNGs the prompts name: ``cat`` in a plain folder, ``dog`` in one with a space."""
+
+    cat: Path
+    dog: Path
+
+    def encoded(self, path: Path) -> str:
+        return base64.b64encode(path.read_bytes()).decode()
+
+
+@pytest.fixture(scope="module")
+def pictures(live: Live, tmp_path_factory: pytest.TempPathFactory) -> Pictures:
+    """Create ``seer`` (the tiny model with a projector, greedy, two tokens an answer) and
+    write the pictures."""
+    root = tmp_path_factory.mktemp("pictures")
+    model, projector = write_tiny_vision_model(root / "model")
+    files = {"model.gguf": live.upload(model), "mmproj.gguf": live.upload(projector)}
+    parameters = {"temperature": 0, "num_predict": 2}
+    live.api("/api/create", {"model": "seer", "files": files, "template": TEMPLATE, "parameters": parameters, "stream": False})
+    (root / "pics").mkdir()
+    (root / "my pics").mkdir()
+    cat, dog = root / "pics" / "cat.png", root / "my pics" / "dog.png"
+    cat.write_bytes(tiny_png(28, 28, (200, 10, 10)))
+    dog.write_bytes(tiny_png(28, 28, (0, 0, 255), checker=(255, 255, 0)))
+    return Pictures(cat, dog)
+
+
+def _prompt_eval_count(lines: list[str]) -> int:
+    counts = [int(m.group(1)) for line in lines if (m := re.match(r"prompt eval count:\s+(\d+) token\(s\)", line))]
+    assert len(counts) == 1, lines
+    return counts[0]
+
+
+def _user_messages(live: Live, model: str) -> list[tuple[str, list[str] | None]]:
+    """What a session saved with ``/save`` sent as user messages: (content, images)."""
+    messages = live.api("/api/show", {"model": model})["messages"]
+    return [(m["content"], m.get("images")) for m in messages if m["role"] == "user"]
+
+
+def test_run_with_an_image_path_attaches_the_image(live: Live, pictures: Pictures) -> None:
+    plain = live.cli("run", "seer", "describe", "--verbose")
+    seen = live.cli("run", "seer", "describe", str(pictures.cat), "--verbose")
+    assert seen.returncode == 0, seen.stderr
+    assert seen.stderr.startswith(f"Added image '{pictures.cat}'\n")
+    with_image = _prompt_eval_count(seen.stderr.splitlines())
+    assert with_image >= _prompt_eval_count(plain.stderr.splitlines()) + TinyProjectorSpec().image_tokens
+    blind = live.cli("run", "tiny", f"describe {pictures.cat}")  # not a vision model: plain text
+    assert blind.returncode == 0 and "Added image" not in blind.stderr
+
+
+def test_repl_attaches_image_paths_for_a_vision_model(live: Live, pictures: Pictures, terminals: list[Terminal]) -> None:
+    cat, dog = pictures.cat, pictures.dog
+    term = Terminal(live, "run", "seer", columns=200)  # wide enough for a path on one row
+    terminals.append(term)
+    term.wait_for(term.at_prompt, "the first prompt")
+    term.submit("/set verbose")
+    plain = _prompt_eval_count(_after(term, term.submit("what is in  ?")))
+    term.submit("/clear")
+
+    row = term.submit(f"what is in {cat} ?")
+    after = _after(term, row)
+    assert after[0] == f"Added image '{cat}'"
+    assert _prompt_eval_count(after) >= plain + TinyProjectorSpec().image_tokens
+
+    # a line may start with a path; quoted, escaped and repeated paths are all attached;
+    # a path to no file stays in the text
+    escaped = str(dog).replace(" ", "\\ ")
+    row = term.submit(f"{cat} and '{dog}' and {escaped} /nope/missing.png")
+    assert _after(term, row)[:3] == [f"Added image '{cat}'", f"Added image '{dog}'", f"Added image '{dog}'"]
+
+    term.submit("/save seen")
+    red, blue = pictures.encoded(cat), pictures.encoded(dog)
+    assert _user_messages(live, "seen") == [
+        ("what is in  ?", [red]),
+        ("and  and  /nope/missing.png", [red, blue, blue]),
+    ]
+    term.child.send("/bye\r")
+    assert term.exit_status() == 0
+
+
+def test_repl_load_of_a_vision_model_attaches_images_afterwards(live: Live, pictures: Pictures, terminals: list[Terminal]) -> None:
+    cat = pictures.cat
+    term = Terminal(live, "run", "tiny", columns=200)
+    terminals.append(term)
+    term.wait_for(term.at_prompt, "the first prompt")
+    row = term.submit(f"{cat} is a file")  # not a vision model: a path is not a file here
+    assert _after(term, row)[0] == f"Unknown command '{cat}'. Type /? for help"
+    row = term.submit(f"what is in {cat} ?")
+    assert not any(line.startswith("Added image") for line in _after(term, row))
+    term.submit("/save blind-session")
+    assert _user_messages(live, "blind-session") == [(f"what is in {cat} ?", None)]
+
+    row = term.submit("/load seer")
+    assert _after(term, row)[0] == "Loading model 'seer'"
+    assert "seer:latest" in live.loaded()
+    row = term.submit(f"and now, what is in {cat} ?")  # not the line above: submit finds its row by text
+    assert _after(term, row)[0] == f"Added image '{cat}'"
+    term.submit("/save seer-session")
+    assert _user_messages(live, "seer-session") == [("and now, what is in  ?", [pictures.encoded(cat)])]
+    term.child.send("/bye\r")
+    assert term.exit_status() == 0
+    assert live.cli("stop", "seer").returncode == 0

@@ -74,3 +74,12 @@ def test_save_request_carries_the_session() -> None:
     opts.parent_model = "llama3.2:latest"  # a model made FROM another one saves from that one
     assert new_create_request("mine", opts)["from"] == "llama3.2:latest"
     assert new_create_request("bare", RunOptions(model="tiny", parent_model="not a name!")) == {"model": "bare", "from": "tiny"}
+
+
+def test_image_path_rules_follow_gos_ascii_regexp(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "a.png").write_bytes(PNG)
+    # Go's \b sees a boundary before a non-ASCII letter; '~' is not expanded, so
+    # "~/a.png" names "/a.png", which does not exist
+    text, images = extract_file_data(f"{tmp_path}/a.pngé ~/a.png")
+    assert (text, len(images)) == ("é ~/a.png", 1)
+    assert capsys.readouterr().err == f"Added image '{tmp_path}/a.png'\n"

@@ -38,6 +38,7 @@ from ollamapy.api.options import format_parameter_value, parse_parameter
 from ollamapy.cli.display import COLOR_DEFAULT, COLOR_GREY, format_list, format_show_info
 from ollamapy.cli.run import (
     RunOptions,
+    apply_show_response,
     chat_turn,
     encode_image,
     infer_think,
@@ -249,7 +250,8 @@ def _err(text: str) -> None:
 
 # --- images in prompts -------------------------------------------------------------------------
 
-_FILE_PATTERN = re.compile(r"(?:[a-zA-Z]:)?(?:\./|/|\\)[\S\\ ]+?\.(?i:jpg|jpeg|png|webp)\b")
+# ASCII: Go's ``\S`` and ``\b`` know only ASCII spaces and word characters, so "/a.pngé" is a path.
+_FILE_PATTERN = re.compile(r"(?:[a-zA-Z]:)?(?:\./|/|\\)[\S\\ ]+?\.(?i:jpg|jpeg|png|webp)\b", re.ASCII)
 _UNESCAPES = [
     ("\\ ", " "), ("\\(", "("), ("\\)", ")"), ("\\[", "["), ("\\]", "]"), ("\\{", "{"), ("\\}", "}"),
     ("\\$", "$"), ("\\&", "&"), ("\\;", ";"), ("\\'", "'"), ("\\\\", "\\"), ("\\*", "*"), ("\\?", "?"),
@@ -466,9 +468,11 @@ class _Session:
         self.opts.messages = []
         print(f"Loading model '{self.opts.model}'")
         try:
-            if not self.think_explicit:
-                info = await self.client.show(self.opts.model)
-                self.opts.think = infer_think(info.get("capabilities"), self.opts, False)
+            info = await self.client.show(self.opts.model)
+            self.opts.think = infer_think(info.get("capabilities"), self.opts, self.think_explicit)
+            # Unlike Ollama's REPL, which keeps the first model's answer, image paths are
+            # attached exactly when the model now loaded sees images.
+            apply_show_response(self.opts, info)
             await load_model(self.client, self.opts)
         except StatusError as err:
             if is_not_found(err):
