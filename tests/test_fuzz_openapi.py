@@ -49,7 +49,7 @@ HERE = Path(__file__).parent / "openapi"
 SPEC = HERE / "ollama-openapi.yaml"
 SEED = int(os.environ.get("OLLAMAPY_FUZZ_SEED", "11434"))
 EXAMPLES = int(os.environ.get("OLLAMAPY_FUZZ_EXAMPLES", "12"))
-MAX_TIME = int(os.environ.get("OLLAMAPY_FUZZ_MAX_TIME", "50"))
+MAX_TIME = int(os.environ.get("OLLAMAPY_FUZZ_MAX_TIME", "30"))
 CHECKS = "not_a_server_error,response_schema_conformance,content_type_conformance"
 # The models the description's examples name, generation capped so fuzzed requests end; the
 # hooks also put them into fuzzed bodies, and create one again when a delete removes it.
