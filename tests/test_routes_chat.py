@@ -11,6 +11,7 @@ from aiohttp.test_utils import TestClient
 
 from ollamapy.testing.api import create_model
 from ollamapy.testing.fake_runner import CRASH_MESSAGE, FakeReply, FakeRunnerFactory
+from ollamapy.testing.tiny_gguf import TinyModelSpec, write_tiny_gguf
 from ollamapy.testing.wire import ndjson
 
 # Tools (uses .Tools) and thinking (tags around .Thinking inside the messages range).
@@ -113,3 +114,27 @@ async def test_runner_crash_mid_stream_ends_with_an_error_line(client: TestClien
     lines = await chat(client)
     assert [line.get("message", {}).get("content") for line in lines[:-1]] == ["Hello", " world"]
     assert lines[-1] == {"error": CRASH_MESSAGE}
+
+
+# A GGUF chat template no named template matches: the model keeps it (no TEMPLATE layer).
+JINJA_WITH_TOOLS = (
+    "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}"
+    "{% if tools %}<tools>{{ tools | tojson }}</tools> Call a tool as <tool_call>{...}</tool_call>.{% endif %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_a_jinja_only_model_returns_tool_calls(fake_client: TestClient, fake_runners: FakeRunnerFactory, tmp_path: Path, stream: bool) -> None:
+    gguf = write_tiny_gguf(tmp_path / "jinja.gguf", TinyModelSpec(chat_template=JINJA_WITH_TOOLS))
+    await create_model(fake_client, "jinja", gguf)
+    show = await (await fake_client.post("/api/show", json={"model": "jinja"})).json()
+    assert show.get("template", "") == "" and "tools" in show["capabilities"]
+    fake_runners.reply = FakeReply(pieces=["Let me check.\n<tool_", 'call>\n{"name": "get_weather", "arguments": ', '{"city": "Paris"}}\n</tool_call>'])
+    resp = await fake_client.post("/api/chat", json={"model": "jinja", "messages": USER, "tools": [WEATHER], "stream": stream})
+    assert resp.status == 200
+    chunks = ndjson(await resp.text())
+    calls = [c for chunk in chunks for c in chunk["message"].get("tool_calls", [])]
+    assert [c["function"] for c in calls] == [{"name": "get_weather", "arguments": {"city": "Paris"}, "index": 0}]
+    assert "".join(chunk["message"]["content"] for chunk in chunks).strip() == "Let me check."
+    assert "<tools>" in fake_runners.last.requests[-1].prompt
