@@ -13,6 +13,7 @@ under CPU load, many times over.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -130,11 +131,23 @@ def _runner_children() -> list[psutil.Process]:
     return [p for p in psutil.Process().children() if "ollamapy.runner" in p.cmdline()]
 
 
-def _assert_nothing_left_behind(client: TestClient, socket_dir: Path) -> None:
-    """Only the loaded runner's process and socket exist: no other runner, zombie or socket."""
+def _left_behind(client: TestClient, socket_dir: Path) -> tuple[list[int], list[Path]]:
+    """Runner processes and socket files that belong to no loaded runner."""
     loaded = client.app[SCHEDULER].loaded()
-    assert sorted(p.pid for p in _runner_children()) == sorted(r.handle.pid for r in loaded)
-    assert sorted(socket_dir.iterdir()) == sorted(_process(r).socket_path for r in loaded)
+    pids = {r.handle.pid for r in loaded}
+    sockets = {_process(r).socket_path for r in loaded}
+    return [p.pid for p in _runner_children() if p.pid not in pids], [s for s in socket_dir.iterdir() if s not in sockets]
+
+
+async def _assert_nothing_left_behind(client: TestClient, socket_dir: Path) -> None:
+    """Only the loaded runners' processes and sockets exist: no other runner, zombie or socket.
+    A runner leaves the table when its unload starts and its socket goes once the process is
+    reaped, so this waits for unloads under way; one that never finishes fails here."""
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(30):
+            while _left_behind(client, socket_dir) != ([], []):
+                await asyncio.sleep(0.02)
+    assert _left_behind(client, socket_dir) == ([], [])
 
 
 async def _stream_lines(resp: ClientResponse) -> list[dict[str, Any]]:
@@ -154,7 +167,7 @@ async def test_killed_between_requests_the_next_request_is_served(client: TestCl
     _kill(runner, sig)  # the next request goes out before anybody noticed the death
     await _served(client)
     assert _loaded(client).handle is not runner
-    _assert_nothing_left_behind(client, runner.socket_path.parent)
+    await _assert_nothing_left_behind(client, runner.socket_path.parent)
 
 
 @pytest.mark.serving
@@ -167,7 +180,7 @@ async def test_killed_while_loading_the_request_is_answered_by_a_fresh_load(clie
     resp = await request
     assert resp.status == 200, await resp.text()
     assert (await resp.json())["done"] is True
-    _assert_nothing_left_behind(client, _process(_loaded(client)).socket_path.parent)
+    await _assert_nothing_left_behind(client, _process(_loaded(client)).socket_path.parent)
 
 
 @pytest.mark.serving
@@ -183,7 +196,7 @@ async def test_killed_during_prompt_evaluation_the_request_is_answered_by_a_fres
     resp = await request
     assert resp.status == 200, await resp.text()
     assert (await resp.json())["done"] is True
-    _assert_nothing_left_behind(client, runner.socket_path.parent)
+    await _assert_nothing_left_behind(client, runner.socket_path.parent)
 
 
 @pytest.mark.serving
@@ -201,7 +214,7 @@ async def test_two_streams_and_an_embedding_in_flight(client: TestClient) -> Non
     assert answer.status == 200, await answer.text()
     assert len((await answer.json())["embeddings"]) == 1
     await _served(client)
-    _assert_nothing_left_behind(client, runner.socket_path.parent)
+    await _assert_nothing_left_behind(client, runner.socket_path.parent)
 
 
 @pytest.mark.serving
@@ -213,7 +226,7 @@ async def test_killed_while_idle_under_a_keep_alive_timer(client: TestClient) ->
     async with asyncio.timeout(30):  # the timer fires on a dead runner, and unloads it
         while client.app[SCHEDULER].loaded():
             await asyncio.sleep(0.02)
-    _assert_nothing_left_behind(client, runner.socket_path.parent)
+    await _assert_nothing_left_behind(client, runner.socket_path.parent)
     await _served(client)
 
 
@@ -231,5 +244,5 @@ async def test_a_model_that_cannot_load_answers_with_the_load_error(client: Test
     assert (await resp.json())["error"].startswith("llama runner process has terminated: exit status")
     assert _runner_children() == [] and client.app[SCHEDULER].loaded() == []
     runner = await _load(client)  # the server still serves other models
-    _assert_nothing_left_behind(client, runner.socket_path.parent)
+    await _assert_nothing_left_behind(client, runner.socket_path.parent)
 
