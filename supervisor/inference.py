@@ -308,6 +308,8 @@ class Inference:
         rendered = await gen.render(runner)
         parser = gen.make_parser(rendered)
         last_chunk_ns: int | None = None
+        counted = 0  # generated tokens already counted: chunks carry running totals, so the
+        # token counter (and the dashboard's tokens/s) moves while a long answer streams
         async for chunk in runner.handle.completion(gen.completion_request(rendered)):
             now = time.monotonic_ns()
             if chunk.content:
@@ -316,9 +318,11 @@ class Inference:
                 else:
                     metrics.itl_seconds.labels(name).observe((now - last_chunk_ns) / 1e9)
                 last_chunk_ns = now
+            generated = max(chunk.eval_count - counted, 0)
+            counted += generated
+            metrics.observe_tokens(name, chunk.prompt_eval_count if chunk.done else 0, generated)
             thinking, content, calls = parser.add(chunk.content, final=chunk.done)
             if chunk.done:
-                metrics.observe_tokens(name, chunk.prompt_eval_count, chunk.eval_count)
                 yield chunk, thinking, content, calls, _final_metrics(chunk, gen.started, load_ns)
             elif content or thinking or calls or chunk.logprobs:
                 yield chunk, thinking, content, calls, {}

@@ -149,3 +149,13 @@ async def test_the_rolling_window_counts_what_the_histograms_count(client: TestC
     assert recent["window_seconds"] > 0
     assert recent["tokens_per_second"] == pytest.approx(6 / recent["window_seconds"])
     assert recent["series"] and all(point["tokens_per_second"] >= 0 for point in recent["series"])
+
+
+async def test_generated_tokens_count_while_the_answer_streams(client: TestClient, fake_runners: FakeRunnerFactory) -> None:
+    hold = asyncio.Event()
+    fake_runners.reply = FakeReply(pieces=["a", "b", "c"], hold=hold)
+    stream = await first_chunk(client, "one")
+    assert only(await scrape(client), "ollamapy_generated_tokens_total", model="tiny:latest") == 1
+    hold.set()
+    assert json.loads((await stream.text()).splitlines()[-1])["eval_count"] == 3
+    assert only(await scrape(client), "ollamapy_generated_tokens_total", model="tiny:latest") == 3
