@@ -3,6 +3,7 @@ on fake runners for handler tests."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +11,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from ollamapy.supervisor.app import create_app
+from ollamapy.testing.access_log import AccessLines, capture_access_log
 from ollamapy.testing.api import create_model
 from ollamapy.testing.fake_runner import FakeRunnerFactory
 from ollamapy.testing.tiny_gguf import TinyModelSpec, write_tiny_gguf
@@ -57,3 +59,10 @@ async def two_slot_client(aiohttp_client: Any, models_dir: Path, tiny_gguf: Path
     client: TestClient = await aiohttp_client(create_app(models_dir))
     await create_model(client, "tiny", tiny_gguf, template="{{ .Prompt }}")
     return client
+
+
+@pytest.fixture
+def access_log() -> Iterator[AccessLines]:
+    """The ``ollamapy.access`` lines written during the test."""
+    with capture_access_log() as lines:
+        yield lines

@@ -12,7 +12,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,7 @@ from aiohttp.test_utils import TestClient
 
 from ollamapy.supervisor.app import create_app
 from ollamapy.supervisor.app_keys import SCHEDULER
+from ollamapy.testing.access_log import AccessLines
 from ollamapy.testing.api import create_model, free_port, wait_until_serving
 
 pytestmark = pytest.mark.serving
@@ -166,50 +167,22 @@ async def test_sigterm_ends_an_openai_stream_with_an_error_event_after_the_grace
         assert await asyncio.to_thread(proc.wait, 30) == 0
 
 
-class _AccessLines(logging.Handler):
-    """The ``ollamapy.access`` lines; ``next_line`` waits for the next one to be written."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.lines: asyncio.Queue[str] = asyncio.Queue()
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.lines.put_nowait(record.getMessage())
-
-    async def next_line(self) -> str:
-        return await asyncio.wait_for(self.lines.get(), timeout=60)
-
-
-@pytest.fixture
-def access_lines() -> Iterator[_AccessLines]:
-    handler = _AccessLines()
-    logger = logging.getLogger("ollamapy.access")
-    logger.addHandler(handler)
-    level = logger.level
-    logger.setLevel(logging.INFO)
-    try:
-        yield handler
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(level)
-
-
-async def test_the_access_log_names_the_model_and_tokens_of_an_sse_stream(client: TestClient, access_lines: _AccessLines) -> None:
+async def test_the_access_log_names_the_model_and_tokens_of_an_sse_stream(client: TestClient, access_log: AccessLines) -> None:
     body = {"model": "tiny", "messages": [{"role": "user", "content": "hi"}], "stream": True, "max_tokens": 3, "stream_options": {"include_usage": True}}
     frames = _sse_frames(await (await client.post("/v1/chat/completions", json=body)).read())
     usage = json.loads(frames[-2])["usage"]
-    line = await access_lines.next_line()
+    line = await access_log.next_line()
     assert "method=POST route=/v1/chat/completions model=tiny status=200" in line
     assert f"prompt_tokens={usage['prompt_tokens']} eval_tokens={usage['completion_tokens']}" in line
     assert usage["completion_tokens"] == 3 and usage["prompt_tokens"] > 0
 
 
-async def test_an_abandoned_stream_is_logged_with_its_status_and_releases_the_runner(client: TestClient, access_lines: _AccessLines) -> None:
+async def test_an_abandoned_stream_is_logged_with_its_status_and_releases_the_runner(client: TestClient, access_log: AccessLines) -> None:
     resp = await client.post("/v1/chat/completions", json=_sse_chat(1_000_000))
     assert resp.status == 200
     await resp.content.readuntil(b"\n\n")
     resp.close()  # the client goes away mid-stream
-    line = await access_lines.next_line()
+    line = await access_log.next_line()
     assert "route=/v1/chat/completions model=tiny status=200" in line and line.endswith(" cancelled=true")
     [runner] = client.app[SCHEDULER].loaded()
     assert runner.ref_count == 0  # the lease was released when the stream ended

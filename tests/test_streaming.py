@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +26,7 @@ from ollamapy.supervisor.lifecycle import STREAMS
 from ollamapy.supervisor.routes.compat_http import SSEStream, named_event
 from ollamapy.supervisor.routes.http_util import NDJSON
 from ollamapy.supervisor.routes.streaming import Framing
+from ollamapy.testing.access_log import AccessLines
 
 Native = dict[str, Any]
 Script = Callable[[web.Request], AsyncIterator[Native]]
@@ -68,37 +68,6 @@ def _error_frame(kind: str, message: str) -> Any:
     if kind == "openai":
         return {"error": {"message": message, "type": "api_error", "param": None, "code": None}}
     return {"type": "error", "error": {"type": "api_error", "message": message}}
-
-
-class AccessLog(logging.Handler):
-    """Collects ``ollamapy.access`` lines; ``wait`` returns once one was written."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.lines: list[str] = []
-        self.written = asyncio.Event()
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.lines.append(record.getMessage())
-        self.written.set()
-
-    async def wait(self) -> str:
-        await asyncio.wait_for(self.written.wait(), timeout=30)
-        return self.lines[-1]
-
-
-@pytest.fixture
-def access_log() -> Iterator[AccessLog]:
-    handler = AccessLog()
-    logger = logging.getLogger("ollamapy.access")
-    logger.addHandler(handler)
-    old_level = logger.level
-    logger.setLevel(logging.INFO)
-    try:
-        yield handler
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(old_level)
 
 
 async def _client(aiohttp_client: Any, models_dir: Path, framing: Framing[Any], script: Script, convert: Callable[[Native], list[Any]] | None = None) -> TestClient:
@@ -201,7 +170,7 @@ async def test_the_shutdown_drain_answers_a_stream_not_yet_started_with_a_real_s
 
 
 @pytest.mark.parametrize("kind", FRAMINGS)
-async def test_the_access_log_takes_model_and_tokens_from_the_native_events(aiohttp_client: Any, models_dir: Path, kind: str, access_log: AccessLog) -> None:
+async def test_the_access_log_takes_model_and_tokens_from_the_native_events(aiohttp_client: Any, models_dir: Path, kind: str, access_log: AccessLines) -> None:
     async def script(request: web.Request) -> AsyncIterator[Native]:
         yield CHUNK
         yield FINAL
@@ -209,13 +178,13 @@ async def test_the_access_log_takes_model_and_tokens_from_the_native_events(aioh
     # a conversion that sends nothing: the counts cannot come from the converted events
     client = await _client(aiohttp_client, models_dir, FRAMINGS[kind], script, lambda native: [])
     await (await client.post("/test/stream")).read()
-    line = await access_log.wait()
+    line = await access_log.next_line()
     assert "route=/test/stream model=tiny status=200" in line
     assert "prompt_tokens=7 eval_tokens=2" in line and "cancelled" not in line
 
 
 @pytest.mark.parametrize("kind", FRAMINGS)
-async def test_a_client_that_leaves_closes_the_events_and_is_logged_with_the_sent_status(aiohttp_client: Any, models_dir: Path, kind: str, access_log: AccessLog) -> None:
+async def test_a_client_that_leaves_closes_the_events_and_is_logged_with_the_sent_status(aiohttp_client: Any, models_dir: Path, kind: str, access_log: AccessLines) -> None:
     closed = asyncio.Event()
 
     async def script(request: web.Request) -> AsyncIterator[Native]:
@@ -233,12 +202,12 @@ async def test_a_client_that_leaves_closes_the_events_and_is_logged_with_the_sen
     assert resp.status == 200
     with pytest.raises(aiohttp.ClientError):
         await resp.read()
-    line = await access_log.wait()
+    line = await access_log.next_line()
     assert closed.is_set()  # the events were closed: a runner lease would be released
     assert "route=/test/stream model=tiny status=200" in line and line.endswith(" cancelled=true")
 
 
-async def test_a_client_that_leaves_before_the_headers_is_logged_499(aiohttp_client: Any, models_dir: Path, access_log: AccessLog) -> None:
+async def test_a_client_that_leaves_before_the_headers_is_logged_499(aiohttp_client: Any, models_dir: Path, access_log: AccessLines) -> None:
     async def script(request: web.Request) -> AsyncIterator[Native]:
         assert request.transport is not None
         request.transport.close()  # gone while the first token was computed
@@ -247,11 +216,11 @@ async def test_a_client_that_leaves_before_the_headers_is_logged_499(aiohttp_cli
     client = await _client(aiohttp_client, models_dir, NDJSON, script)
     with pytest.raises(aiohttp.ClientError):
         await (await client.post("/test/stream")).read()
-    line = await access_log.wait()
+    line = await access_log.next_line()
     assert "route=/test/stream model=- status=499" in line and line.endswith(" cancelled=true")
 
 
-async def test_a_connection_lost_while_reading_the_request_is_logged_499(aiohttp_client: Any, models_dir: Path, access_log: AccessLog) -> None:
+async def test_a_connection_lost_while_reading_the_request_is_logged_499(aiohttp_client: Any, models_dir: Path, access_log: AccessLines) -> None:
     app = create_app(models_dir)
 
     async def handler(request: web.Request) -> web.StreamResponse:
@@ -261,5 +230,5 @@ async def test_a_connection_lost_while_reading_the_request_is_logged_499(aiohttp
     client = await aiohttp_client(app)
     resp = await client.post("/test/upload")
     assert resp.status == 499  # nobody is left to read it, but it is the status logged
-    line = await access_log.wait()
+    line = await access_log.next_line()
     assert "route=/test/upload model=- status=499" in line and line.endswith(" cancelled=true")
