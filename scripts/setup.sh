@@ -27,9 +27,29 @@ fi
 
 PY="${PYTHON:-python3}"
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
-# GGML_NATIVE=OFF: the built llama.cpp runs on any CPU of this architecture.
-export CMAKE_ARGS="${CMAKE_ARGS:--DGGML_NATIVE=OFF}"
 .venv/bin/python -m pip install -q --upgrade pip >/dev/null
+
+# llama.cpp with every CPU variant as a loadable backend (packaging/cpu-cmake-args, shared
+# with the packaging scripts and the benchmarks): the runner loads the best one this CPU
+# can execute, so one build runs fast on any CPU of its architecture. Extra flags from the
+# environment (say -DGGML_CUDA=on) come after and win.
+export CMAKE_ARGS="$(cat packaging/cpu-cmake-args)${CMAKE_ARGS:+ $CMAKE_ARGS}"
+llama_version="$(sed -n 's/.*"llama-cpp-python==\([^"]*\)".*/\1/p' pyproject.toml)"
+# pip caches the wheel it builds by source only, not by CMAKE_ARGS, so the wheel is kept in
+# a cache of our own keyed by both: new flags mean a new build, the same flags none.
+key="$(printf '%s %s' "$llama_version" "$CMAKE_ARGS" | sha256sum | cut -c1-12)"
+wheels="${XDG_CACHE_HOME:-$HOME/.cache}/ollamapy/wheels/llama-cpp-python-$llama_version-$key"
+if [ "$(cat .venv/ollamapy-llama-build 2>/dev/null || true)" != "$key" ]; then
+  if ! compgen -G "$wheels/llama_cpp_python-*.whl" >/dev/null; then
+    echo "setup: building llama-cpp-python $llama_version with CMAKE_ARGS=$CMAKE_ARGS (about 15 minutes on 2 cores)"
+    rm -rf "$wheels.partial"
+    .venv/bin/python -m pip wheel -q --no-cache-dir --no-deps --no-binary llama-cpp-python \
+      -w "$wheels.partial" "llama-cpp-python==$llama_version"
+    mv "$wheels.partial" "$wheels"
+  fi
+  .venv/bin/python -m pip install -q --force-reinstall --no-deps "$wheels"/llama_cpp_python-*.whl
+  echo "$key" >.venv/ollamapy-llama-build
+fi
 if [ "$want_test" = 1 ]; then
   .venv/bin/python -m pip install -q -e '.[test]'
 else
