@@ -23,59 +23,17 @@ import argparse
 import asyncio
 import ctypes
 import os
-import statistics
 import time
-from dataclasses import dataclass
 
 import aiohttp
 
-from bench._server import Stream, gemma_path, percentile, running_server, stream_generate
+from bench._server import PROMPTS, Round, Stream, gemma_path, generate_round, running_server, stream_generate, table
 from ollamapy.api.runner_protocol import CompletionRequest, LoadSpec
 from ollamapy.supervisor.runner_process import RunnerProcess
 
 __all__ = ["main"]
 
 CLIENTS = (1, 2, 4, 8)
-PROMPTS = [
-    "Once upon a time, in a kingdom by the sea, there lived an old fisherman who",
-    "The history of the printing press begins in the fifteenth century, when",
-    "Here is a detailed recipe for a traditional vegetable soup. First,",
-    "In the year 2150, the first colony ship finally reached the distant planet and",
-    "The most important lesson I learned from my grandmother was that",
-    "A short guide to caring for houseplants: the first thing to know is",
-    "The detective looked at the muddy footprints by the window and said",
-    "When the orchestra began to play the final movement, the audience",
-]
-
-
-@dataclass
-class Round:
-    """One round of N concurrent streams: what the table is computed from."""
-
-    streams: list[Stream]
-
-    @property
-    def aggregate(self) -> float:
-        start = min(s.started for s in self.streams)
-        end = max(s.chunk_times[-1] for s in self.streams)
-        return sum(s.eval_count for s in self.streams) / (end - start)
-
-    @property
-    def per_client(self) -> float:
-        return statistics.median(s.tokens_per_second for s in self.streams)
-
-    @property
-    def ttfts(self) -> list[float]:
-        return [s.ttft for s in self.streams]
-
-    @property
-    def gaps(self) -> list[float]:
-        return [g for s in self.streams for g in s.gaps]
-
-
-async def ollamapy_round(session: aiohttp.ClientSession, url: str, n: int, options: dict[str, object]) -> Round:
-    streams = await asyncio.gather(*(stream_generate(session, url, PROMPTS[i], options) for i in range(n)))
-    return Round(list(streams))
 
 
 async def _runner_stream(runner: RunnerProcess, prompt: str, tokens: int) -> Stream:
@@ -167,35 +125,6 @@ class Reference:
         return Round(streams)
 
 
-def table(title: str, rounds: dict[int, list[Round]]) -> dict[int, float]:
-    """Print one table; returns the median aggregate tokens/s per client count."""
-
-    def med(n: int, key: str) -> float:
-        return statistics.median(getattr(r, key) for r in rounds[n])
-
-    def pct(n: int, key: str, p: float) -> float:
-        return percentile([v for r in rounds[n] for v in getattr(r, key)], p) * 1000
-
-    base = {
-        "agg": med(1, "aggregate"), "per": med(1, "per_client"),
-        "t50": pct(1, "ttfts", 50), "t99": pct(1, "ttfts", 99), "i50": pct(1, "gaps", 50), "i99": pct(1, "gaps", 99),
-    }
-    print(title)
-    print(f"{'clients':>7} | {'aggregate tok/s':>17} | {'per-client tok/s':>17} | {'TTFT p50 ms':>15} | {'TTFT p99 ms':>15} | {'ITL p50 ms':>14} | {'ITL p99 ms':>14}")
-    aggregates: dict[int, float] = {}
-    for n in sorted(rounds):
-        row = {
-            "agg": med(n, "aggregate"), "per": med(n, "per_client"),
-            "t50": pct(n, "ttfts", 50), "t99": pct(n, "ttfts", 99), "i50": pct(n, "gaps", 50), "i99": pct(n, "gaps", 99),
-        }
-        aggregates[n] = row["agg"]
-        cells = [f"{row[k]:7.1f} ({row[k] / base[k]:4.2f}×)" for k in ("agg", "per")]
-        cells += [f"{row[k]:6.1f} ({row[k] / base[k]:4.2f}×)" for k in ("t50", "t99", "i50", "i99")]
-        print(f"{n:>7} | {cells[0]:>17} | {cells[1]:>17} | {cells[2]:>15} | {cells[3]:>15} | {cells[4]:>14} | {cells[5]:>14}")
-    print()
-    return aggregates
-
-
 async def main_async(args: argparse.Namespace) -> None:
     options = {"temperature": 0.0, "seed": 42, "num_predict": args.tokens, "num_ctx": args.ctx, "num_batch": args.batch, "num_thread": args.threads}
     reference = Reference(args)
@@ -212,7 +141,7 @@ async def main_async(args: argparse.Namespace) -> None:
                 for _ in range(args.rounds):
                     for n in CLIENTS:
                         await asyncio.sleep(args.pause)
-                        ours[n].append(await ollamapy_round(session, url, n, options))
+                        ours[n].append(await generate_round(session, url, n, options))
                         await asyncio.sleep(args.pause)
                         direct[n].append(await runner_round(runner, n, args.tokens))
                         await asyncio.sleep(args.pause)
@@ -227,8 +156,8 @@ async def main_async(args: argparse.Namespace) -> None:
     mine = table("ollamapy (HTTP streaming, one runner, OLLAMA_NUM_PARALLEL=8)", ours)
     alone = table("the runner alone (the same streams sent straight to a runner process, no front)", direct)
     ref = table("reference: plain Python batched loop over llama-cpp-python's low-level API", theirs)
-    print("ollamapy aggregate / reference:   " + "  ".join(f"{n} clients {mine[n] / ref[n]:.2f}" for n in CLIENTS) + "   (target >= 0.90 at 4 and 8)")
-    print("runner alone / reference:         " + "  ".join(f"{n} clients {alone[n] / ref[n]:.2f}" for n in CLIENTS))
+    print("ollamapy aggregate / reference:   " + "  ".join(f"{n} clients {mine[n]['agg'] / ref[n]['agg']:.2f}" for n in CLIENTS) + "   (target >= 0.90 at 4 and 8)")
+    print("runner alone / reference:         " + "  ".join(f"{n} clients {alone[n]['agg'] / ref[n]['agg']:.2f}" for n in CLIENTS))
 
 
 def main() -> None:
