@@ -68,9 +68,12 @@ class Reference:
     def __init__(self, args: argparse.Namespace) -> None:
         from llama_cpp import llama_cpp as lib
 
+        from ollamapy.runner.backends import load_backends
+
         self.lib = lib
         self._log = lib.llama_log_callback(lambda level, text, data: None)
         lib.llama_log_set(self._log, ctypes.c_void_p(0))
+        load_backends()  # the runner's CPU variant
         lib.llama_backend_init()
         params = lib.llama_model_default_params()
         params.use_extra_bufts = False  # as the runner loads it

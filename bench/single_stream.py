@@ -46,6 +46,9 @@ def in_process(llm: Any, tokens: int, seed: int) -> Stream:
 async def main_async(args: argparse.Namespace) -> None:
     import llama_cpp
 
+    from ollamapy.runner.backends import load_backends
+
+    load_backends()  # the runner's CPU variant, before llama_cpp.Llama loads the model
     options = {"temperature": 0.0, "seed": args.seed, "num_predict": args.tokens, "num_ctx": args.ctx, "num_batch": args.batch, "num_thread": args.threads}
     llm = llama_cpp.Llama(
         str(gemma_path()), n_ctx=args.ctx, n_batch=args.batch, n_ubatch=args.batch, n_threads=args.threads,

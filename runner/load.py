@@ -24,6 +24,7 @@ from ollamapy.api.runner_protocol import LoadSpec, SplitMode
 from ollamapy.kv_cache import KV_CACHE_TYPES, KV_FALLBACK_WARNING, effective_kv_cache_type
 from ollamapy.store.gguf import read_gguf
 
+from .backends import load_backends
 from .vision import Vision, load_vision
 
 __all__ = [
@@ -202,6 +203,7 @@ class LoadedModel:
 def load_model(spec: LoadSpec, progress: Callable[[float], bool]) -> LoadedModel:
     """Load the model with its adapters and projector; ``progress`` returning False aborts the load."""
     install_llama_log()
+    load_backends()
     llama_lib.llama_backend_init()
     if not os.path.exists(spec.model_path):
         raise RuntimeError(f"model path does not exist: {spec.model_path}")

@@ -189,6 +189,8 @@ def test_vision_tensors_inside_the_model_count_as_projector(tmp_path: Path) -> N
 _LOADER = r"""
 import json, sys
 import llama_cpp
+from ollamapy.runner.backends import load_backends
+load_backends()
 path, configs = sys.argv[1], json.loads(sys.argv[2])
 for i, (n_ctx, flash, kv_type) in enumerate(configs):
     sys.stderr.write(f"=== config {i}\n")
