@@ -15,11 +15,10 @@ its first AMX matrix product (GCC 12's ``_tile_loadconfig`` declares that it rea
 so at -O3 the tile shapes written before it are dropped as dead stores, and a tile
 instruction on an unconfigured tile is an invalid opcode); an OS that does not enable an
 extension the CPU reports ends the same way. So the variants are checked best score
-first, each in a child process (``check``: load it alone and run a tiny model, plain and
-quantized, with the runner's own parameters and again with llama.cpp's extra buffer types,
-which hold the AMX and repacked kernels that LoRA adapters use even in the runner), and the
-first whose check exits cleanly is the choice. The choice is cached on disk, keyed by the
-variant files and the CPU, so a machine with one build checks once.
+first, each in a child process that loads it alone and runs a tiny model through it
+(``runner/cpu_check.py``), and the first whose check exits cleanly is the choice. The
+choice is cached on disk, keyed by the variant files and the CPU, so a machine with one
+build checks once.
 
 ``OLLAMAPY_CPU_BACKEND`` names the variant to load (the server sets it for its runners
 from its own choice at start; set by hand it forces one, unchecked). A build without
@@ -27,7 +26,7 @@ from its own choice at start; set by hand it forces one, unchecked). A build wit
 is reported as ``built-in``.
 
 ``python -m ollamapy.runner.backends`` prints the choice as JSON (what the server runs at
-start); ``… scores`` and ``… check NAME`` are the child processes of a probe.
+start); the probe's child processes are ``ollamapy.runner.cpu_check``.
 """
 
 from __future__ import annotations
@@ -59,8 +58,11 @@ __all__ = [
     "cpu_backend_name",
     "cpu_variants",
     "installed_modules",
+    "libggml",
     "load_backends",
+    "load_module",
     "main",
+    "module_score",
     "select_cpu_backend",
 ]
 
@@ -141,7 +143,7 @@ def _is_cpu(module: str) -> bool:
 # -- the native side ----------------------------------------------------------------------
 
 
-def _libggml() -> ctypes.CDLL:
+def libggml() -> ctypes.CDLL:
     """The ggml functions libllama itself calls: the backend registry lives in its libggml.
 
     llama-cpp-python ships ``libggml.so`` and ``libggml.so.0`` as two copies of one file,
@@ -159,7 +161,7 @@ def _libggml() -> ctypes.CDLL:
     return lib
 
 
-def _score(path: Path) -> int:
+def module_score(path: Path) -> int:
     """The module's own verdict on this CPU (loads the module into this process, registers nothing)."""
     score = getattr(ctypes.CDLL(str(path)), "ggml_backend_score", None)
     if score is None:
@@ -168,7 +170,8 @@ def _score(path: Path) -> int:
     return int(score())
 
 
-def _load_module(ggml: ctypes.CDLL, path: Path) -> bool:
+def load_module(ggml: ctypes.CDLL, path: Path) -> bool:
+    """Register the backend of module ``path``; False when it does not load or scores 0 here."""
     return bool(ggml.ggml_backend_load(os.fsencode(path)))
 
 
@@ -176,7 +179,7 @@ def _load_module(ggml: ctypes.CDLL, path: Path) -> bool:
 
 
 def _check_command(name: str) -> list[str]:
-    return [sys.executable, "-m", "ollamapy.runner.backends", "check", name]
+    return [sys.executable, "-m", "ollamapy.runner.cpu_check", "check", name]
 
 
 def _died(returncode: int, where: str) -> str | None:
@@ -197,7 +200,7 @@ def _scores(variants: Mapping[str, Path]) -> tuple[dict[str, int], list[tuple[st
     left = list(variants)
     while left:
         done = subprocess.run(
-            [sys.executable, "-m", "ollamapy.runner.backends", "scores", *left],
+            [sys.executable, "-m", "ollamapy.runner.cpu_check", "scores", *left],
             capture_output=True, text=True, timeout=_CHECK_TIMEOUT, check=False,
         )
         for line in done.stdout.splitlines():
@@ -307,7 +310,7 @@ def select_cpu_backend() -> CpuBackend:
     with _lock:
         if _loaded is not None:
             return _loaded
-        if _libggml().ggml_backend_reg_count() > 0:
+        if libggml().ggml_backend_reg_count() > 0:
             return CpuBackend(BUILT_IN, None, "linked in")
         variants = cpu_variants()
         if not variants:
@@ -329,98 +332,24 @@ def load_backends() -> CpuBackend:
         if _loaded is None:
             choice = select_cpu_backend()
             if choice.name != BUILT_IN:
-                ggml = _libggml()
+                ggml = libggml()
                 modules = installed_modules()
                 for name, path in modules.items():
                     if not _is_cpu(name):
-                        _load_module(ggml, path)  # one without its driver or device logs why and is left out
+                        load_module(ggml, path)  # one without its driver or device logs why and is left out
                 path = cpu_variants(modules)[choice.name]
-                if not _load_module(ggml, path):
+                if not load_module(ggml, path):
                     raise RuntimeError(f"the CPU backend {choice.name} does not run on this CPU (see llama.cpp's log above)")
                 if choice.score is None:
-                    choice = dataclasses.replace(choice, score=_score(path))
+                    choice = dataclasses.replace(choice, score=module_score(path))
             _loaded = choice
             log.info("cpu backend: %s", choice.summary())
         return _loaded
 
 
-# -- the child processes --------------------------------------------------------------------
-
-
-def _generate(model_path: Path, extra_buffer_types: bool) -> None:
-    """Load the model as the runner does and decode a prompt plus a few greedy tokens."""
-    from llama_cpp import llama_cpp as llama_lib
-
-    from ollamapy.api.runner_protocol import LoadSpec
-
-    from .load import context_params, model_params
-
-    spec = LoadSpec(model_path=str(model_path), num_ctx=256, num_batch=64, num_parallel=1, num_thread=0)
-    params = model_params(spec)
-    params.use_extra_bufts = extra_buffer_types
-    model = llama_lib.llama_model_load_from_file(str(model_path).encode(), params)
-    if not model:
-        raise RuntimeError(f"loading {model_path.name} failed")
-    ctx = llama_lib.llama_init_from_model(model, context_params(spec))
-    try:
-        if not ctx:
-            raise RuntimeError(f"no context for {model_path.name}")
-        n_vocab = llama_lib.llama_vocab_n_tokens(llama_lib.llama_model_get_vocab(model))
-        # a prompt of more rows than one AMX tile holds, then single-row steps
-        tokens = [3 + (7 * i) % (n_vocab - 3) for i in range(40)]
-        for _ in range(4):
-            array = (llama_lib.llama_token * len(tokens))(*tokens)
-            if llama_lib.llama_decode(ctx, llama_lib.llama_batch_get_one(array, len(tokens))) != 0:
-                raise RuntimeError(f"decoding with {model_path.name} failed")
-            logits = llama_lib.llama_get_logits_ith(ctx, -1)
-            tokens = [max(range(n_vocab), key=lambda t: logits[t])]
-    finally:
-        if ctx:
-            llama_lib.llama_free(ctx)
-        llama_lib.llama_model_free(model)
-
-
-def _check(name: str) -> None:
-    """Load variant ``name`` alone and compute with it; dying here is the verdict."""
-    from gguf import GGMLQuantizationType
-
-    from ollamapy.testing.tiny_gguf import TinyModelSpec, write_tiny_gguf
-
-    from . import quantize
-    from .load import install_llama_log
-
-    install_llama_log()
-    if not _load_module(_libggml(), cpu_variants()[name]):
-        raise SystemExit(f"{name} does not load")
-    with tempfile.TemporaryDirectory(prefix="ollamapy-cpu-check-") as tmp:
-        # rows of 256: whole blocks of every quantization, shapes the AMX kernels take
-        f16 = write_tiny_gguf(Path(tmp) / "f16.gguf", TinyModelSpec(embedding_length=256, feed_forward_length=512, tensor_type=GGMLQuantizationType.F16))
-        models = [f16]
-        for qtype in ("q4_k_m", "q4_0"):
-            models.append(Path(tmp) / f"{qtype}.gguf")
-            if quantize.main([str(f16), str(models[-1]), qtype]) != 0:
-                raise SystemExit(f"quantizing the check's model to {qtype} failed")
-        for model in models:
-            for extra in (False, True):
-                _generate(model, extra)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m ollamapy.runner.backends [scores NAME… | check NAME]``."""
-    args = sys.argv[1:] if argv is None else argv
+def main() -> int:
+    """``python -m ollamapy.runner.backends``: print the choice for this machine as JSON."""
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(message)s")
-    if args[:1] == ["scores"]:
-        _libggml()  # the modules need libggml-base loaded
-        variants = cpu_variants()
-        for name in args[1:]:
-            print(json.dumps([name, _score(variants[name])]), flush=True)
-        return 0
-    if args[:1] == ["check"] and len(args) == 2:
-        _check(args[1])
-        return 0
-    if args:
-        print("usage: python -m ollamapy.runner.backends [scores NAME... | check NAME]", file=sys.stderr)
-        return 2
     try:
         choice = select_cpu_backend()
     except RuntimeError as exc:

@@ -2,7 +2,8 @@
 
 ``create_app`` builds one application holding the store and the scheduler under typed
 keys; ``setup_routes`` is the one flat route table, grouped like Ollama's
-``GenerateRoutes``. A cleanup context owns the runners' private socket directory and
+``GenerateRoutes``. A cleanup context starts the probe for llama.cpp's CPU variant
+(real runners only; in the background), owns the runners' private socket directory and
 terminates every runner when the application stops.
 """
 
@@ -18,13 +19,14 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from ollamapy import envconfig
 from ollamapy.store.model_store import ModelStore
-from ollamapy.supervisor.app_keys import INFERENCE, METRICS, SCHEDULER, STORE
+from ollamapy.supervisor.app_keys import CPU_BACKEND, INFERENCE, METRICS, SCHEDULER, STORE
 from ollamapy.supervisor.cors import setup_browser_safety
 from ollamapy.supervisor.dashboard import setup_dashboard_routes
 from ollamapy.supervisor.inference import Inference
 from ollamapy.supervisor.lifecycle import StreamTracker
 from ollamapy.supervisor.metrics import Metrics
 from ollamapy.supervisor.middleware import access_middleware, error_middleware
+from ollamapy.supervisor.placement.cpu_backend import CpuBackendProbe
 from ollamapy.supervisor.routes.anthropic import setup_anthropic_routes
 from ollamapy.supervisor.routes.embed import setup_embed_routes
 from ollamapy.supervisor.routes.http_util import STREAMS, json_response
@@ -94,7 +96,8 @@ def create_app(models_dir: Path | None = None, *, runner_factory: RunnerFactory 
     root.mkdir(parents=True, exist_ok=True)
     store = app[STORE] = ModelStore(root)
     socket_dir = Path(tempfile.mkdtemp(prefix="ollamapy-runners-"))
-    factory = runner_factory or RunnerStarter(socket_dir, load_timeout=envconfig.load_timeout())
+    cpu_backend = app[CPU_BACKEND] = CpuBackendProbe()
+    factory = runner_factory or RunnerStarter(socket_dir, load_timeout=envconfig.load_timeout(), cpu_backend=cpu_backend)
     scheduler = Scheduler(
         factory,
         max_queue=envconfig.max_queue(),
@@ -112,7 +115,10 @@ def create_app(models_dir: Path | None = None, *, runner_factory: RunnerFactory 
         await app[STREAMS].drain(envconfig.shutdown_grace())
 
     async def runners_lifecycle(app: web.Application) -> AsyncIterator[None]:
+        if runner_factory is None:
+            cpu_backend.start()  # in the background: the server listens meanwhile
         yield
+        await cpu_backend.stop()
         await app[SCHEDULER].stop()
         shutil.rmtree(socket_dir, ignore_errors=True)
 

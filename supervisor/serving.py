@@ -21,6 +21,7 @@ from ollamapy.api.options import LoadOptions, Options, SamplingOptions
 from ollamapy.api.runner_protocol import LoadSpec
 from ollamapy.errors import OllamapyError
 from ollamapy.store.model import Model
+from ollamapy.supervisor.placement.cpu_backend import CpuBackendProbe
 from ollamapy.supervisor.placement.gpu_probe import Inventory, probe_inventory
 from ollamapy.supervisor.placement.plan import Placement, placement_for, reserve_loaded, resolve_num_ctx
 from ollamapy.supervisor.runner_process import RunnerProcess
@@ -113,11 +114,16 @@ def _is_embedding_only(model: Model) -> bool:
 
 class RunnerStarter:
     """The scheduler's runner factory and ``LoadPlanner``: plan a load on the devices
-    probed now, start a runner process there and wait until it serves."""
+    probed now, start a runner process there and wait until it serves.
 
-    def __init__(self, socket_dir: Path, *, load_timeout: float) -> None:
+    With a ``cpu_backend`` probe, a runner starts once the probe is done, with its choice
+    of CPU variant (without one, or when it failed, the runner chooses by itself).
+    """
+
+    def __init__(self, socket_dir: Path, *, load_timeout: float, cpu_backend: CpuBackendProbe | None = None) -> None:
         self.socket_dir = socket_dir
         self.load_timeout = load_timeout
+        self.cpu_backend = cpu_backend
 
     def load_spec(self, request: LoadRequest, placement: Placement) -> LoadSpec:
         """The one place load options and a placement become the runner's llama.cpp parameters."""
@@ -156,6 +162,9 @@ class RunnerStarter:
 
     async def __call__(self, request: LoadRequest) -> RunnerProcess:
         placement = request.placement or await self.plan(request, ())
+        cpu_backend = await self.cpu_backend.result() if self.cpu_backend is not None else None
+        if cpu_backend is not None:
+            placement = cpu_backend.apply(placement)
         log.info("placing %s: %s", request.model.short_name, placement.reason)
         spec = self.load_spec(request, placement)
         runner = await RunnerProcess.start(

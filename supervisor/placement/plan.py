@@ -123,6 +123,8 @@ class Placement:
     fits: bool = True
     """Everything the options asked for is where they asked: False for an automatic
     partial offload, or the CPU because no GPU had room (what eviction could improve)."""
+    cpu_backend: str | None = None
+    """The CPU variant of llama.cpp the runner loads (``zen4``…), once the server knows it."""
 
     @property
     def processor(self) -> str:
@@ -158,6 +160,7 @@ class Placement:
             "flash_attention": self.flash_attention,
             "kv_cache_type": self.kv_cache_type,
             "devices": [d.to_json() for d in self.devices],
+            "cpu_backend": self.cpu_backend,
         }
 
 

@@ -9,7 +9,9 @@ parameters. Without ``inventory`` the server probes its devices; without
 
 Response: ``{"model", "inventory", "estimate", "placement"}``; when the model fits
 nowhere, ``placement`` is null and ``reason`` says what was needed and what was free —
-that is an answer to the question, not a failed request.
+that is an answer to the question, not a failed request. A plan for this machine names
+the CPU variant of llama.cpp its runners load (``placement.cpu_backend``) once the
+server's probe has found it.
 """
 
 from __future__ import annotations
@@ -24,7 +26,8 @@ from ollamapy import envconfig
 from ollamapy.api.options import Options
 from ollamapy.errors import InvalidRequest, OllamapyError
 from ollamapy.store.model import find_model
-from ollamapy.supervisor.app_keys import STORE
+from ollamapy.supervisor.app_keys import CPU_BACKEND, STORE
+from ollamapy.supervisor.placement.cpu_backend import CpuBackendChoice
 from ollamapy.supervisor.placement.gpu_probe import (
     Inventory,
     probe_inventory,
@@ -65,7 +68,7 @@ def _inventory(raw: dict[str, Any] | None) -> Inventory:
         raise InvalidRequest(f"invalid inventory: {where}: {first['msg']}" if where else f"invalid inventory: {first['msg']}") from None
 
 
-def _plan(request: web.Request, req: PlanRequest) -> dict[str, Any]:
+def _plan(request: web.Request, req: PlanRequest, cpu_backend: CpuBackendChoice | None) -> dict[str, Any]:
     model = find_model(request.app[STORE], req.model)
     if model.gguf is None:
         raise InvalidRequest(f"model '{req.model}' has no GGUF weights to place")
@@ -94,13 +97,15 @@ def _plan(request: web.Request, req: PlanRequest) -> dict[str, Any]:
     except OllamapyError as exc:
         body.update(placement=None, reason=exc.message)
     else:
+        if cpu_backend is not None and req.inventory is None:
+            placement = cpu_backend.apply(placement)
         body["placement"] = placement.to_json()
     return body
 
 
 async def plan_handler(request: web.Request) -> web.Response:
     req = await read_request(request, PlanRequest)
-    return json_response(await asyncio.to_thread(_plan, request, req))
+    return json_response(await asyncio.to_thread(_plan, request, req, request.app[CPU_BACKEND].known))
 
 
 def setup_placement_routes(app: web.Application) -> None:
