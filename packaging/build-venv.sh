@@ -69,10 +69,14 @@ case "$gpu" in
   *) die "--gpu must be auto, cuda, rocm or cpu, not $gpu" ;;
 esac
 
-# GGML_NATIVE=OFF: the result runs on any CPU of this architecture, not only the build host's.
+# Every backend is a module the runners load at start, the CPU one in a variant per CPU
+# generation (cpu-cmake-args, the flags scripts/setup.sh builds with): the result runs on
+# any CPU of this architecture, not only the build host's, with the best kernels each has.
+[ -f "$here/cpu-cmake-args" ] || die "$here/cpu-cmake-args is missing (it goes with this script)"
+cpu_args="$(cat "$here/cpu-cmake-args")"
 case "$gpu" in
   cuda)
-    backend_args="-DGGML_CUDA=on -DGGML_NATIVE=OFF"
+    backend_args="-DGGML_CUDA=on $cpu_args"
     # The toolkit is often installed but not on PATH (sudo resets it); CMake reads CUDACXX.
     if [ -z "${CUDACXX:-}" ] && ! command -v nvcc >/dev/null && [ -x /usr/local/cuda/bin/nvcc ]; then
       export CUDACXX=/usr/local/cuda/bin/nvcc
@@ -81,7 +85,7 @@ case "$gpu" in
       warn "nvcc not found: building llama-cpp-python for CUDA needs the CUDA toolkit (or a wheel in PIP_FIND_LINKS)"
     ;;
   rocm)
-    backend_args="-DGGML_HIP=on -DGGML_NATIVE=OFF"
+    backend_args="-DGGML_HIP=on $cpu_args"
     # llama.cpp builds HIP with ROCm's clang, found through hipconfig (ggml HIP build docs).
     hipconfig="$(command -v hipconfig || printf '%s' "$rocm_path/bin/hipconfig")"
     if [ -z "${HIPCXX:-}" ] && [ -x "$hipconfig" ]; then
@@ -92,7 +96,7 @@ case "$gpu" in
     [ -n "${HIPCXX:-}" ] ||
       warn "hipconfig not found: building llama-cpp-python for ROCm needs the HIP SDK (or a wheel in PIP_FIND_LINKS)"
     ;;
-  cpu) backend_args="-DGGML_NATIVE=OFF" ;;
+  cpu) backend_args="$cpu_args" ;;
 esac
 export CMAKE_ARGS="$backend_args${CMAKE_ARGS:+ $CMAKE_ARGS}"
 

@@ -37,6 +37,8 @@ UNIT = PACKAGING / "ollamapy.service"
 ENV_FILE = PACKAGING / "ollamapy.env"
 DOCKERFILES = {"cuda": ROOT / "Dockerfile.cuda", "rocm": ROOT / "Dockerfile.rocm"}
 BACKEND_FLAG = {"cuda": "-DGGML_CUDA=on", "rocm": "-DGGML_HIP=on", "cpu": None}
+CPU_ARGS = (PACKAGING / "cpu-cmake-args").read_text().strip()
+"""Every CPU variant as a loadable backend, no -march=native: the flags every build takes."""
 
 # One program answering to every faked command name (by the name it was called as): it logs
 # the call and its build-relevant environment as a JSON line, and does just enough for the
@@ -167,7 +169,11 @@ def cmake_args(output: str) -> str:
 
 
 def expected_cmake_args(gpu: str) -> str:
-    return " ".join(f for f in (BACKEND_FLAG[gpu], "-DGGML_NATIVE=OFF") if f)
+    return " ".join(f for f in (BACKEND_FLAG[gpu], CPU_ARGS) if f)
+
+
+def test_every_build_loads_the_best_cpu_variant_at_run_time() -> None:
+    assert set(CPU_ARGS.split()) == {"-DGGML_NATIVE=OFF", "-DGGML_BACKEND_DL=ON", "-DGGML_CPU_ALL_VARIANTS=ON"}
 
 
 def tree(path: Path) -> dict[str, tuple[bytes, int, int]]:
@@ -217,7 +223,7 @@ def test_plan_reports_backend_for_the_gpu_found_and_changes_nothing(
 def test_plan_for_this_system_restarts_the_service_and_appends_user_cmake_args(fake: FakeSystem) -> None:
     out = fake.run(INSTALL, "--plan", gpu="cuda", CMAKE_ARGS="-DGGML_CUDA_FA_ALL_QUANTS=on")
 
-    assert cmake_args(out) == "-DGGML_CUDA=on -DGGML_NATIVE=OFF -DGGML_CUDA_FA_ALL_QUANTS=on"
+    assert cmake_args(out) == f"{expected_cmake_args('cuda')} -DGGML_CUDA_FA_ALL_QUANTS=on"
     lines = out.splitlines()
     tail = [line for line in lines if line.startswith("+ systemctl")]
     assert tail == [
@@ -239,7 +245,7 @@ def test_plan_without_systemd_says_how_to_start(fake: FakeSystem) -> None:
 def test_gpu_can_be_forced(fake: FakeSystem) -> None:
     out = fake.install("--plan", "--gpu", "cpu", gpu="cuda")
     assert "gpu: cpu (asked for)" in out
-    assert cmake_args(out) == "-DGGML_NATIVE=OFF"
+    assert cmake_args(out) == expected_cmake_args("cpu")
     assert not fake.calls("nvidia-smi")
 
 
@@ -335,10 +341,8 @@ def test_rerun_upgrades_in_place_without_touching_the_store(fake: FakeSystem) ->
         ["-m", "pip", "uninstall", "--yes", "llama-cpp-python"],
         ["-m", "pip", "install", "--upgrade", "--no-cache-dir", str(ROOT)],
     ]
-    assert pips[1].env["CMAKE_ARGS"] == "-DGGML_CUDA=on -DGGML_NATIVE=OFF"
-    assert (
-        fake.root / "opt/ollamapy/ollamapy-build.env"
-    ).read_text() == "CMAKE_ARGS=-DGGML_CUDA=on -DGGML_NATIVE=OFF\n"
+    assert pips[1].env["CMAKE_ARGS"] == expected_cmake_args("cuda")
+    assert (fake.root / "opt/ollamapy/ollamapy-build.env").read_text() == f"CMAKE_ARGS={expected_cmake_args('cuda')}\n"
     assert settings.read_text() == "OLLAMA_HOST=0.0.0.0:11434\n"
     assert tree(home) == before
 
@@ -589,8 +593,8 @@ def test_dockerfile_copies_every_package_the_build_needs(gpu: str) -> None:
     package_dirs = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-dir"]
     for source in {"pyproject.toml", "README.md", *package_dirs.values()}:
         assert source in copied, f"{source} is not copied into the build stage"
-    # The shared build step and every file it sources.
-    assert copied["packaging/build-venv.sh"] == copied["packaging/lib.sh"] == "/src/packaging/"
+    # The shared build step and every file it reads.
+    assert copied["packaging/build-venv.sh"] == copied["packaging/lib.sh"] == copied["packaging/cpu-cmake-args"] == "/src/packaging/"
 
 
 @pytest.mark.parametrize(
@@ -615,7 +619,9 @@ def test_dockerfile_build_step_is_the_shared_script(
 
     # Replay the step through the same script install.sh uses (no GPU here: --gpu decides).
     out = fake.run(BUILD_VENV, "--plan", "--root", str(fake.root), *args, **env)
-    assert cmake_args(out) == f"{BACKEND_FLAG[gpu]} -DGGML_NATIVE=OFF {arch_flag}={values[arch_arg]}"
+    assert cmake_args(out) == f"{expected_cmake_args(gpu)} {arch_flag}={values[arch_arg]}"
+    # The image's llama.cpp runs on any x86-64 CPU, with the best kernels each one has.
+    assert {"-DGGML_BACKEND_DL=ON", "-DGGML_CPU_ALL_VARIANTS=ON", "-DGGML_NATIVE=OFF"} <= set(cmake_args(out).split())
     assert f"+ {fake.bin}/python3 -m venv {fake.root}/opt/ollamapy" in out.splitlines()
 
 
