@@ -31,8 +31,10 @@ start); the probe's child processes are ``ollamapy.runner.cpu_check``.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import dataclasses
+import fcntl
 import hashlib
 import importlib.metadata
 import json
@@ -44,7 +46,7 @@ import subprocess
 import sys
 import tempfile
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -283,6 +285,27 @@ def _write_cache(variants: Mapping[str, Path], choice: CpuBackend) -> None:
         log.info("not caching the CPU backend choice: %s", exc)
 
 
+@contextlib.contextmanager
+def _probe_lock(variants: Mapping[str, Path]) -> Iterator[None]:
+    """An exclusive lock beside the cache file, when the cache directory is writable:
+    processes starting together on a fresh machine probe one at a time, and the later
+    ones find the first one's choice in the cache."""
+    fd = None
+    try:
+        lock = _cache_file(variants).with_suffix(".lock")
+        lock.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+    except (OSError, RuntimeError):
+        pass  # probe unlocked
+    try:
+        if fd is not None:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        if fd is not None:
+            os.close(fd)
+
+
 def choose_cpu_variant(variants: Mapping[str, Path], *, check_command: CheckCommand = _check_command) -> CpuBackend:
     """The variant to load among ``variants``: the one ``OLLAMAPY_CPU_BACKEND`` names, else
     the cached choice for these files on this CPU, else the best one whose check passes
@@ -295,8 +318,12 @@ def choose_cpu_variant(variants: Mapping[str, Path], *, check_command: CheckComm
     cached = _read_cache(variants)
     if cached is not None:
         return cached
-    choice = _probe(variants, check_command)
-    _write_cache(variants, choice)
+    with _probe_lock(variants):
+        cached = _read_cache(variants)  # probed by another process while this one waited
+        if cached is not None:
+            return cached
+        choice = _probe(variants, check_command)
+        _write_cache(variants, choice)
     return choice
 
 
