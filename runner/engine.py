@@ -44,7 +44,6 @@ from typing import Literal, Protocol
 
 import numpy as np
 from llama_cpp import llama_cpp as llama_lib
-from llama_cpp._internals import LlamaSampler
 
 from ollamapy.api.runner_protocol import (
     CompletionChunk,
@@ -57,7 +56,7 @@ from ollamapy.api.runner_protocol import (
 from ollamapy.errors import InvalidRequest
 
 from .load import LoadedModel, load_model
-from .sampling import GrammarGate, build_sampler, grammar_text
+from .sampling import GrammarGate, TokenSampler, build_sampler, grammar_text
 from .textstream import OutputFilter
 from .vision import ImageSpan, Vision, VisionPrompt
 
@@ -169,7 +168,7 @@ class _Sequence:
     window: list[int]
     """The prompt as evaluated (truncated to the context when it does not fit)."""
     num_keep: int
-    sampler: LlamaSampler
+    sampler: TokenSampler
     limit: int
     gate: GrammarGate | None = None
     """Until the thinking section ends, the sampler runs without the grammar."""
@@ -343,6 +342,7 @@ class BatchEngine:
         if request.format_after and grammar_text(request) is not None:
             # the full chain above validated the grammar; thinking runs without it
             gate = GrammarGate(request.format_after)
+            sampler.close()
             sampler = build_sampler(self._model.vocab, request, _text(window), n_ctx, self._spec.seed, constrained=False)
         ticket = Ticket(self._wake)
         sequence = _Sequence(
@@ -627,7 +627,7 @@ class BatchEngine:
     def _sample(self, sequence: _Sequence, index: int) -> None:
         """Sample the sequence's next token from row ``index`` of the batch and act on it."""
         request = sequence.request
-        token = llama_lib.llama_sampler_sample(sequence.sampler.sampler, self._model.ctx, index)
+        token = sequence.sampler.sample(self._model.ctx, index)
         sequence.generated.append(token)
         self.tokens_generated += 1
         if llama_lib.llama_vocab_is_eog(self._model.vocab, token):
@@ -637,6 +637,7 @@ class BatchEngine:
         if sequence.gate is not None and sequence.gate.push(piece):
             # thinking is over: the grammar constrains the rest (penalties see the output too)
             sequence.gate = None
+            sequence.sampler.close()
             sequence.sampler = build_sampler(self._model.vocab, request, _text(sequence.window) + sequence.generated, self._n_ctx, self._spec.seed)
         key = piece.strip(_WHITESPACE)
         sequence.repeat, sequence.last_key = (sequence.repeat + 1 if key == sequence.last_key else 0), key
