@@ -55,7 +55,8 @@ async def runner_round(runner: RunnerProcess, n: int, tokens: int) -> Round:
 async def start_runner(args: argparse.Namespace) -> RunnerProcess:
     """A runner configured as the server configures its own for these options."""
     spec = LoadSpec(
-        model_path=str(gemma_path()), num_ctx=args.ctx * max(CLIENTS), num_parallel=max(CLIENTS), num_batch=args.batch, num_thread=args.threads
+        model_path=str(gemma_path()), num_ctx=args.ctx * max(CLIENTS), num_parallel=max(CLIENTS), num_batch=args.batch, num_thread=args.threads,
+        flash_attn=True,
     )
     runner = await RunnerProcess.start(spec, model_name="gemma3:270m")
     await runner.wait_until_ready(stall_timeout=120)
@@ -84,7 +85,7 @@ class Reference:
         ctx_params.n_batch = ctx_params.n_ubatch = args.batch
         ctx_params.n_seq_max = max(CLIENTS)
         ctx_params.kv_unified = False
-        ctx_params.flash_attn_type = lib.LLAMA_FLASH_ATTN_TYPE_DISABLED
+        ctx_params.flash_attn_type = lib.LLAMA_FLASH_ATTN_TYPE_ENABLED
         ctx_params.n_threads = ctx_params.n_threads_batch = args.threads
         self.ctx = lib.llama_init_from_model(self.model, ctx_params)
         self.memory = lib.llama_get_memory(self.ctx)

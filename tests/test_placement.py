@@ -329,6 +329,7 @@ def test_placement_for_resolves_automatic_settings(tiny_info: Any, clean_env: py
 
 def test_placement_for_reads_the_environment(tiny_info: Any, clean_env: pytest.MonkeyPatch) -> None:
     clean_env.setenv("OLLAMA_CONTEXT_LENGTH", "2048")
+    clean_env.setenv("OLLAMA_FLASH_ATTENTION", "1")
     clean_env.setenv("OLLAMA_KV_CACHE_TYPE", "q8_0")
     clean_env.setenv("OLLAMA_GPU_OVERHEAD", str(GIB))
     clean_env.setenv("OLLAMA_SCHED_SPREAD", "1")
@@ -339,16 +340,21 @@ def test_placement_for_reads_the_environment(tiny_info: Any, clean_env: pytest.M
 
 
 def test_placement_for_flash_attention_and_options(tiny_info: Any, clean_env: pytest.MonkeyPatch) -> None:
-    # CPU only: automatic flash attention is off, so a quantized cache falls back to f16
+    # CPU only: automatic flash attention is on (the CPU supports it), but a quantized
+    # cache needs flash attention asked for, as in Ollama
     clean_env.setenv("OLLAMA_KV_CACHE_TYPE", "q4_0")
     cpu = placement_for(tiny_info, LoadOptions(num_ctx=100_000), 1, inventory())
-    assert (cpu.flash_attention, cpu.kv_cache_type, cpu.num_ctx) == (False, "f16", 4096)
+    assert (cpu.flash_attention, cpu.kv_cache_type, cpu.num_ctx) == (True, "f16", 4096)
     old = GpuInfo(vendor="nvidia", total=8 * GIB, free=8 * GIB, compute="7.2")
     jetson = placement_for(tiny_info, LoadOptions(num_ctx=512), 1, Inventory(gpus=(old,), system=SystemMemory(total=GIB, free=GIB)))
     assert not jetson.flash_attention
     clean_env.setenv("OLLAMA_FLASH_ATTENTION", "1")
     forced = placement_for(tiny_info, LoadOptions(num_ctx=512, num_gpu=1, main_gpu=0), 1, inventory((NV, 24)))
     assert (forced.flash_attention, forced.kv_cache_type, forced.n_gpu_layers) == (True, "q4_0", 1)
+    assert not placement_for(tiny_info, LoadOptions(num_ctx=512), 1, Inventory(gpus=(old,), system=SystemMemory(total=GIB, free=GIB))).flash_attention
+    clean_env.setenv("OLLAMA_FLASH_ATTENTION", "0")
+    off = placement_for(tiny_info, LoadOptions(num_ctx=512), 1, inventory())
+    assert (off.flash_attention, off.kv_cache_type) == (False, "f16")
 
 
 def test_placement_for_counts_projector_files(tiny_info: Any, clean_env: pytest.MonkeyPatch, tmp_path: Path) -> None:

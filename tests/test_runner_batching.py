@@ -52,9 +52,11 @@ def sharp_gguf(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_tiny_gguf(tmp_path_factory.mktemp("gguf") / "sharp.gguf", TinyModelSpec(output_scale=40.0, name="sharp"))
 
 
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def runner(sharp_gguf: Path) -> AsyncIterator[RunnerProcess]:
-    runner = await start(LoadSpec(model_path=str(sharp_gguf), num_ctx=4 * 1024, num_parallel=4))
+@pytest_asyncio.fixture(scope="module", loop_scope="module", params=[True, False], ids=["flash-attention", "no-flash-attention"])
+async def runner(sharp_gguf: Path, request: pytest.FixtureRequest) -> AsyncIterator[RunnerProcess]:
+    """With flash attention (what the server loads where every device supports it, the
+    CPU included) and without (OLLAMA_FLASH_ATTENTION=0, older GPUs)."""
+    runner = await start(LoadSpec(model_path=str(sharp_gguf), num_ctx=4 * 1024, num_parallel=4, flash_attn=request.param))
     yield runner
     await runner.close()
 
@@ -206,6 +208,27 @@ async def test_a_free_slot_with_the_longest_shared_prefix_is_reused(runner: Runn
 
 
 @pytest.mark.asyncio(loop_scope="module")
+async def test_a_reused_cache_moves_next_to_the_busy_slots(sharp_gguf: Path) -> None:
+    """Two conversations whose caches sit in slots 0 and 2 continue together: the second
+    one's cache is copied into a slot beside the first (llama.cpp would otherwise decode
+    the two as separate passes), and both answer as they do alone, from their caches."""
+    runner = await start(LoadSpec(model_path=str(sharp_gguf), num_ctx=4 * 256, num_parallel=4, flash_attn=True))
+    try:
+        histories = [f"{word} " * 12 for word in ("sky", "grass", "zebra", "ocean")]
+        for history in histories:  # alone, each into the next empty slot: 0, 1, 2, 3
+            await complete(runner, prompt=history, num_predict=4, grammar=FOREVER_GRAMMAR)
+        follow = [histories[0] + "blue", histories[2] + "stripes"]
+        alone = [await complete(runner, prompt=p, num_predict=12, grammar=FOREVER_GRAMMAR) for p in follow]
+        together = await asyncio.gather(*(complete(runner, prompt=p, num_predict=12, grammar=FOREVER_GRAMMAR) for p in follow))
+        assert [text for text, _ in together] == [text for text, _ in alone]
+        for _, chunks in together:
+            assert chunks[-1].prompt_cached_count == chunks[-1].prompt_eval_count - 1
+        assert "copied from slot" in runner.stderr_tail
+    finally:
+        await runner.close()
+
+
+@pytest.mark.asyncio(loop_scope="module")
 async def test_embedding_between_decode_steps(runner: RunnerProcess) -> None:
     alone = (await runner.embed(["the sky is blue"])).embeddings[0]
     text_alone, _ = await complete(runner, num_predict=60, grammar=FOREVER_GRAMMAR)
@@ -283,7 +306,7 @@ async def test_gemma_greedy_output_is_the_same_alone_and_batched() -> None:
         "The best way to learn a language is",
         "Once upon a time, in a small village,",
     ]
-    runner = await start(LoadSpec(model_path=str(assemble()), num_ctx=4 * 512, num_parallel=4, num_thread=2), "gemma3:270m")
+    runner = await start(LoadSpec(model_path=str(assemble()), num_ctx=4 * 512, num_parallel=4, num_thread=2, flash_attn=True), "gemma3:270m")
     try:
         options = {"num_predict": 32, "seed": 42}
         alone = [(await complete(runner, prompt=p, **options))[0] for p in prompts]

@@ -28,6 +28,12 @@ def test_defaults_map_to_a_cpu_load_with_mean_pooling_fallback(tiny_gguf: Path) 
     assert not ctx.embeddings
 
 
+def test_flash_attention_keeps_one_kv_stream_per_sequence(tiny_gguf: Path) -> None:
+    ctx = context_params(LoadSpec(model_path=str(tiny_gguf), num_parallel=4, flash_attn=True))
+    assert ctx.flash_attn_type == llama_lib.LLAMA_FLASH_ATTN_TYPE_ENABLED
+    assert ctx.n_seq_max == 4 and not ctx.kv_unified
+
+
 @pytest.mark.parametrize(
     ("logical_cpus", "physical", "allowed", "threads"),
     [

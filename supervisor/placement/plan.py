@@ -475,10 +475,10 @@ def resolve_num_ctx(info: GGUFInfo, requested: int | None, inventory: Inventory)
 
 
 def resolve_flash_attention(inventory: Inventory, setting: bool | None) -> bool:
-    """``OLLAMA_FLASH_ATTENTION`` when set; automatic = on when every GPU supports it (off on CPU only)."""
-    if setting is not None:
-        return setting
-    return bool(inventory.gpus) and all(g.supports_flash_attention() for g in inventory.gpus)
+    """Whether the runner uses flash attention: where every device supports it (the CPU
+    does), unless ``OLLAMA_FLASH_ATTENTION`` turns it off. Unset is Ollama's automatic
+    mode, in which llama.cpp turns it on wherever it is supported."""
+    return setting is not False and all(g.supports_flash_attention() for g in inventory.gpus)
 
 
 def estimate_for(
@@ -491,6 +491,11 @@ def estimate_for(
 ) -> MemoryEstimate:
     """The estimate for loading ``info`` with these options on this inventory."""
     requested_kv = envconfig.kv_cache_type()
+    if requested_kv not in ("", "f16") and envconfig.flash_attention() is not True:
+        # Ollama quantizes the KV cache only where flash attention was asked for, not where
+        # its automatic mode turns it on.
+        log.warning("OLLAMA_FLASH_ATTENTION must be enabled to use a quantized OLLAMA_KV_CACHE_TYPE (%s)", requested_kv)
+        requested_kv = ""
     estimate = estimate_memory(
         info,
         num_ctx=resolve_num_ctx(info, load_options.num_ctx, inventory),
