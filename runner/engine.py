@@ -3,9 +3,9 @@
 The runner's HTTP server only talks to an ``Engine``. ``BatchEngine`` serves up to
 ``num_parallel`` requests at once, each a *sequence* with its own KV stream, from one
 engine thread that repeats a *step*: admit waiting requests into free slots, decode every
-decoding sequence's next token in one ``llama_batch``, evaluate one chunk of a pending
-prompt, and sample each sequence that produced logits with its own sampler chain (seed,
-grammar, penalties). So:
+decoding sequence's next token (and every prompt's last token) in one ``llama_batch``,
+evaluate one chunk of a pending prompt, and sample each sequence that produced logits with
+its own sampler (seed, grammar, penalties). So:
 
 * a new request joins at the next step; its prompt is evaluated in chunks, small ones while
   other sequences are decoding, so they are not starved;
@@ -17,8 +17,9 @@ grammar, penalties). So:
   as a prefix cache, and a new request takes the free slot whose cache shares the longest
   prefix with its prompt (a growing chat does not re-evaluate its history) when that
   prefix is substantial, else an empty or the least recently used free slot;
-* each step's batch lists the sequences in seq-id order and new requests take slots next
-  to busy ones: llama.cpp decodes each run of consecutive seq ids as its own ubatch;
+* each step's batch lists the sequences in seq-id order, new requests take slots next to
+  busy ones and a reused cache is copied next to them: llama.cpp decodes each run of
+  consecutive seq ids as its own ubatch;
 * images (``runner.vision``) are part of the prompt's token list as pseudo-tokens keyed by
   their content hash; a step evaluates either a run of text tokens or one whole image, and
   a prefix cache is only ever kept up to an image's start or end, never inside one;
@@ -534,35 +535,52 @@ class BatchEngine:
             self._end(sequence, free_kv=True)
 
     def _step(self) -> None:
-        """Decode every decoding sequence's next token together, then evaluate one chunk of
-        the oldest pending prompt on its own.
+        """Decode every decoding sequence's next token together, with every prompt that has
+        one token left to evaluate (a cached prompt's last token, or a chunk's remainder);
+        then evaluate one chunk of the oldest pending prompt on its own.
 
-        Prompts never share a ``llama_decode`` with other sequences: the kernels llama.cpp
-        picks depend on the batch's shape, and this way a sequence's prompt is computed
-        exactly as it would be alone, so greedy output does not depend on its neighbours.
+        A prompt's chunks of several tokens never share a ``llama_decode`` with other
+        sequences: the kernels llama.cpp picks depend on the batch's shape, and this way a
+        sequence's prompt is computed exactly as it would be alone, so greedy output does not
+        depend on its neighbours. A single token is computed as every decoding token is, so
+        requests with cached prompts that arrive together get their first tokens from one
+        step, not one step each.
         """
         # In seq-id order: llama.cpp splits a batch over per-sequence KV streams into one
         # ubatch per run of consecutive seq ids, and eight ubatches of one token cost
         # about twice one ubatch of eight.
-        decoding = sorted((s for s in self._running if s.next_token is not None), key=_seq_id)
-        if decoding:
-            self._decode(decoding)
+        single = sorted((s for s in self._running if s.next_token is not None or self._one_prompt_token_left(s)), key=_seq_id)
+        if single:
+            self._decode(single)
         prompt = next((s for s in self._running if s.pending and not s.ticket.cancelled), None)
         if prompt is not None:
             busy = any(s.next_token is not None for s in self._running)
             self._prefill(prompt, PREFILL_CHUNK_WHILE_DECODING if busy else self._n_batch)
 
-    def _decode(self, decoding: list[_Sequence]) -> None:
+    @staticmethod
+    def _one_prompt_token_left(sequence: _Sequence) -> bool:
+        """The prompt has exactly one text token left to evaluate."""
+        if len(sequence.pending) != 1 or sequence.ticket.cancelled:
+            return False
+        vision = sequence.vision
+        return vision is None or vision.image_at(len(sequence.window) - 1) is None
+
+    def _decode(self, sequences: list[_Sequence]) -> None:
+        """One token of each sequence: its next token, or its prompt's last one."""
         n = 0
-        for sequence in decoding:
-            assert sequence.slot is not None and sequence.next_token is not None
-            n = self._put(n, sequence.next_token, len(sequence.slot.cached), sequence.slot.seq_id, True)
+        for sequence in sequences:
+            assert sequence.slot is not None
+            token = sequence.next_token if sequence.next_token is not None else sequence.pending[0]
+            n = self._put(n, token, len(sequence.slot.cached), sequence.slot.seq_id, True)
         self._batch.n_tokens = n
         status = llama_lib.llama_decode(self._model.ctx, self._batch)
         if status != 0:
             raise RuntimeError(f"llama_decode failed with status {status} (batch of {n} tokens)")
-        for index, sequence in enumerate(decoding):
-            assert sequence.slot is not None and sequence.next_token is not None
+        for index, sequence in enumerate(sequences):
+            assert sequence.slot is not None
+            if sequence.next_token is None:
+                self._prefilled(sequence, 1, index)
+                continue
             sequence.slot.cached.append(sequence.next_token)
             sequence.next_token = None
             self._sample(sequence, index)

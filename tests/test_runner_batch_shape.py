@@ -101,7 +101,7 @@ def test_a_new_request_takes_a_slot_next_to_a_busy_one(engine: BatchEngine, deco
     running.wait()
     assert decode_batches, "the two sequences were never decoded together"
     # Slot 1 or 3, not the least recently used slot 0: the busy seq ids stay one run.
-    assert all(sorted(batch) in ([1, 2], [2, 3]) for batch in decode_batches), decode_batches
+    assert all(sorted(set(batch)) in ([1, 2], [2, 3]) for batch in decode_batches), decode_batches
 
 
 def test_a_new_request_fills_the_gap_between_busy_slots(engine: BatchEngine, decode_batches: list[list[int]]) -> None:
@@ -114,6 +114,6 @@ def test_a_new_request_fills_the_gap_between_busy_slots(engine: BatchEngine, dec
     submit(engine, "a new conversation", 10).wait()
     for stream in running:
         stream.wait()
-    three = [batch for batch in decode_batches if len(batch) == 3]
+    three = [batch for batch in decode_batches if len(set(batch)) == 3]
     assert three, "the three sequences were never decoded together"
-    assert all(batch == [0, 1, 2] for batch in three), three
+    assert all(sorted(set(batch)) == [0, 1, 2] and batch == sorted(batch) for batch in three), three

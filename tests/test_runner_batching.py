@@ -209,21 +209,24 @@ async def test_a_free_slot_with_the_longest_shared_prefix_is_reused(runner: Runn
 
 @pytest.mark.asyncio(loop_scope="module")
 async def test_a_reused_cache_moves_next_to_the_busy_slots(sharp_gguf: Path) -> None:
-    """Two conversations whose caches sit in slots 0 and 2 continue together: the second
-    one's cache is copied into a slot beside the first (llama.cpp would otherwise decode
-    the two as separate passes), and both answer as they do alone, from their caches."""
+    """A conversation whose cache sits in slot 2 continues while another one decodes on
+    slot 0: its cache is copied into slot 1, beside the busy one (llama.cpp would otherwise
+    decode the two as separate passes), and it answers as it does alone, from its cache."""
     runner = await start(LoadSpec(model_path=str(sharp_gguf), num_ctx=4 * 256, num_parallel=4, flash_attn=True))
     try:
         histories = [f"{word} " * 12 for word in ("sky", "grass", "zebra", "ocean")]
         for history in histories:  # alone, each into the next empty slot: 0, 1, 2, 3
             await complete(runner, prompt=history, num_predict=4, grammar=FOREVER_GRAMMAR)
-        follow = [histories[0] + "blue", histories[2] + "stripes"]
-        alone = [await complete(runner, prompt=p, num_predict=12, grammar=FOREVER_GRAMMAR) for p in follow]
-        together = await asyncio.gather(*(complete(runner, prompt=p, num_predict=12, grammar=FOREVER_GRAMMAR) for p in follow))
-        assert [text for text, _ in together] == [text for text, _ in alone]
-        for _, chunks in together:
-            assert chunks[-1].prompt_cached_count == chunks[-1].prompt_eval_count - 1
-        assert "copied from slot" in runner.stderr_tail
+        alone, _ = await complete(runner, prompt=histories[2] + "stripes", num_predict=12, grammar=FOREVER_GRAMMAR)
+        busy = runner.completion(CompletionRequest(prompt=histories[0] + "blue", temperature=0.0, num_predict=100_000, grammar=FOREVER_GRAMMAR))
+        try:
+            await first_chunks(busy, 1)  # decoding on slot 0
+            text, chunks = await complete(runner, prompt=histories[2] + "stripes", num_predict=12, grammar=FOREVER_GRAMMAR)
+        finally:
+            await busy.aclose()
+        assert text == alone
+        assert chunks[-1].prompt_cached_count == chunks[-1].prompt_eval_count - 1
+        assert "copied from slot 2 to slot 1" in runner.stderr_tail
     finally:
         await runner.close()
 
