@@ -107,7 +107,7 @@ def test_a_new_request_takes_a_slot_next_to_a_busy_one(engine: BatchEngine, deco
 def test_a_new_request_fills_the_gap_between_busy_slots(engine: BatchEngine, decode_batches: list[list[int]]) -> None:
     fill_slots_in_order(engine)
     submit(engine, PROMPTS[1] + " again", 4).wait()  # slot 3 is now the least recently used
-    running = [submit(engine, PROMPTS[i] + " and", 400) for i in (0, 2)]  # back on slots 0 and 2
+    running = [submit(engine, PROMPTS[i] + " and", 400) for i in (0, 2)]  # slot 0, then 2 (its cache copied to 1)
     for stream in running:
         assert stream.started.wait(60)
     decode_batches.clear()
@@ -117,3 +117,31 @@ def test_a_new_request_fills_the_gap_between_busy_slots(engine: BatchEngine, dec
     three = [batch for batch in decode_batches if len(set(batch)) == 3]
     assert three, "the three sequences were never decoded together"
     assert all(sorted(set(batch)) == [0, 1, 2] and batch == sorted(batch) for batch in three), three
+
+
+def test_cached_prompts_join_the_decoding_batch(engine: BatchEngine, decode_batches: list[list[int]], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Three requests whose prompts are cached (one token each to evaluate again) arrive
+    while another sequence decodes: the next step evaluates all three last tokens in the
+    decoding batch, not one prompt per step."""
+    fill_slots_in_order(engine)
+    running = submit(engine, PROMPTS[0] + " and", 400)
+    assert running.started.wait(60)
+    held, release = threading.Event(), threading.Event()
+    decode = engine_module.llama_lib.llama_decode
+
+    def holding(ctx: object, batch: llama_lib.llama_batch) -> int:
+        held.set()
+        assert release.wait(60)
+        return decode(ctx, batch)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(engine_module.llama_lib, "llama_decode", holding)
+    assert held.wait(60)  # the engine waits inside a step
+    waiting = [submit(engine, prompt, 2) for prompt in PROMPTS[1:]]
+    decode_batches.clear()
+    monkeypatch.setattr(engine_module.llama_lib, "llama_decode", decode)
+    release.set()
+    for stream in waiting:
+        stream.wait()
+    assert all(s.chunks[-1].prompt_cached_count == s.chunks[-1].prompt_eval_count - 1 for s in waiting)
+    assert decode_batches and decode_batches[0] == [0, 1, 2, 3], decode_batches
+    running.wait()
