@@ -302,9 +302,11 @@ class Inference:
 
     async def _pieces_on(self, runner: LoadedRunner, gen: _Generation) -> AsyncGenerator[tuple[CompletionChunk, str, str, list[Event], Event], None]:
         """``_pieces`` on one runner."""
-        metrics = self.metrics
         load_ns = time.monotonic_ns() - gen.started
+        # the model's metric series, looked up once rather than for every chunk
         name = runner.model.short_name
+        ttft, itl = self.metrics.ttft_seconds.labels(name), self.metrics.itl_seconds.labels(name)
+        generated_tokens = self.metrics.generated_tokens.labels(name)
         rendered = await gen.render(runner)
         parser = gen.make_parser(rendered)
         last_chunk_ns: int | None = None
@@ -314,13 +316,15 @@ class Inference:
             now = time.monotonic_ns()
             if chunk.content:
                 if last_chunk_ns is None:
-                    metrics.ttft_seconds.labels(name).observe((now - gen.started) / 1e9)
+                    ttft.observe((now - gen.started) / 1e9)
                 else:
-                    metrics.itl_seconds.labels(name).observe((now - last_chunk_ns) / 1e9)
+                    itl.observe((now - last_chunk_ns) / 1e9)
                 last_chunk_ns = now
             generated = max(chunk.eval_count - counted, 0)
             counted += generated
-            metrics.observe_tokens(name, chunk.prompt_eval_count if chunk.done else 0, generated)
+            generated_tokens.inc(generated)
+            if chunk.done:
+                self.metrics.prompt_tokens.labels(name).inc(chunk.prompt_eval_count)
             thinking, content, calls = parser.add(chunk.content, final=chunk.done)
             if chunk.done:
                 yield chunk, thinking, content, calls, _final_metrics(chunk, gen.started, load_ns)

@@ -191,10 +191,6 @@ class Metrics:
         self._polling: asyncio.Future[None] | None = None
         self._window: deque[_Snapshot] = deque([self._snapshot()])
 
-    def observe_tokens(self, model: str, prompt: int, generated: int) -> None:
-        self.prompt_tokens.labels(model).inc(prompt)
-        self.generated_tokens.labels(model).inc(generated)
-
     # SchedulerObserver
     def on_load(self, model: str, seconds: float) -> None:
         self.load_seconds.labels(model).observe(seconds)

@@ -386,7 +386,8 @@ async def _raise_for_status(response: aiohttp.ClientResponse) -> None:
 def _parse_chunk(line: bytes) -> CompletionChunk | None:
     if not line.strip():
         return None
-    data = json.loads(line)
-    if "error" in data:
-        raise OllamapyError(data["error"])
-    return CompletionChunk.model_validate(data)
+    if b'"error"' in line:  # an error line (in a chunk's text, quotes are escaped)
+        data = json.loads(line)
+        if "error" in data:
+            raise OllamapyError(data["error"])
+    return CompletionChunk.model_validate_json(line)

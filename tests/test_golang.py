@@ -324,3 +324,15 @@ def test_json_encoding() -> None:
     assert marshal({"b": 1, "a": 2}, sort_keys=False) == '{"b":1,"a":2}'
     with pytest.raises(MarshalError, match="json: unsupported value: NaN"):
         marshal([math.nan])
+
+
+@pytest.mark.parametrize("ns", [1_700_000_000_000_000_000, 1_700_000_000_123_456_789, 1_700_000_059_999_999_000, 1_700_000_060_000_100_000])
+def test_rfc3339_now_writes_the_clock_as_rfc3339_does(ns: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    import time
+    from datetime import UTC, datetime
+
+    from ollamapy.golang import timefmt
+
+    monkeypatch.setattr(time, "time_ns", lambda: ns)
+    expected = timefmt.rfc3339(datetime.fromtimestamp(ns // 1000 / 1e6, UTC).replace(microsecond=ns // 1000 % 1_000_000))
+    assert timefmt.rfc3339_now() == expected

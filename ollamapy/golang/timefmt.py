@@ -6,6 +6,7 @@ The front's answers and the model catalog both print them, so they live in the c
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
 
 __all__ = ["rfc3339", "rfc3339_now"]
@@ -19,6 +20,19 @@ def rfc3339(moment: datetime) -> str:
     return f"{base}.{frac}Z" if frac else f"{base}Z"
 
 
+_second = -1
+_second_text = ""
+
+
 def rfc3339_now() -> str:
-    """The current time as :func:`rfc3339` writes it."""
-    return rfc3339(datetime.now(UTC))
+    """The current time as :func:`rfc3339` writes it.
+
+    Every streamed chunk carries one, so the date and time of day are formatted once a
+    second and only the fraction each time.
+    """
+    global _second, _second_text
+    second, micros = divmod(time.time_ns() // 1000, 1_000_000)
+    if second != _second:
+        _second, _second_text = second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+    frac = f"{micros:06d}".rstrip("0")
+    return f"{_second_text}.{frac}Z" if frac else f"{_second_text}Z"
