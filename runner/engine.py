@@ -475,8 +475,9 @@ class BatchEngine:
         slot, else the least recently used one, so a chance match of a few tokens never
         evicts another conversation's cache; among those, one that joins busy slots,
         which keeps the busy seq ids in few runs (see ``_step``). A cache worth reusing
-        whose slot would start a new run is copied next to the busy ones first. Returns
-        the slot and the prefix length to keep."""
+        whose slot would start a new run is copied next to the busy ones first. A slot
+        whose cache a waiting request wants is the last choice for either. Returns the
+        slot and the prefix length to keep."""
         free = [slot for slot in self._slots if not slot.busy]
         # At least the last prompt token is always evaluated again, so fresh logits exist.
         scored = [(slot, _common_prefix(slot.cached, window, len(window) - 1)) for slot in free]
@@ -489,13 +490,28 @@ class BatchEngine:
             """-1 fills a gap between two busy slots, 0 extends a run, +1 starts a new one."""
             return 1 - (slot.seq_id - 1 in busy) - (slot.seq_id + 1 in busy) if busy else 0
 
+        wanted = self._wanted_by_waiting(free)
         if common > 0 and (common == len(best.cached) or common >= SLOT_PROMPT_SIMILARITY * len(window)):
             if runs_added(best) > 0:
-                target = min(free, key=lambda slot: (runs_added(slot), bool(slot.cached), slot.last_used))
-                if runs_added(target) <= 0:
+                targets = [slot for slot in free if slot is not best and slot.seq_id not in wanted]
+                target = min(targets, key=lambda slot: (runs_added(slot), bool(slot.cached), slot.last_used), default=None)
+                if target is not None and runs_added(target) <= 0:
                     return self._copy_cache(best, target), common
             return best, common
-        return min(scored, key=lambda sc: (bool(sc[0].cached), runs_added(sc[0]), sc[0].last_used))
+        return min(scored, key=lambda sc: (sc[0].seq_id in wanted, bool(sc[0].cached), runs_added(sc[0]), sc[0].last_used))
+
+    def _wanted_by_waiting(self, free: list[_Slot]) -> set[int]:
+        """The seq ids of the free slots whose cache is the best prefix of a request still
+        waiting (requests that arrive together): a new request or a copied cache goes
+        elsewhere, if it can, rather than make that request evaluate its prompt again."""
+        with self._lock:
+            windows = [job.window for job in self._waiting if isinstance(job, _Sequence)]
+        wanted: set[int] = set()
+        for window in windows:
+            common, seq_id = max((_common_prefix(slot.cached, window, len(window) - 1), slot.seq_id) for slot in free)
+            if common > 0:
+                wanted.add(seq_id)
+        return wanted
 
     def _copy_cache(self, source: _Slot, target: _Slot) -> _Slot:
         """Give ``target`` a copy of ``source``'s cache (its whole KV stream, copied inside

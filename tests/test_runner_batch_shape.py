@@ -119,6 +119,28 @@ def test_a_new_request_fills_the_gap_between_busy_slots(engine: BatchEngine, dec
     assert all(sorted(set(batch)) == [0, 1, 2] and batch == sorted(batch) for batch in three), three
 
 
+class HeldEngine:
+    """Holds the engine thread inside its next ``llama_decode`` until released, so requests
+    submitted meanwhile are all waiting when the next step admits them."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self._monkeypatch = monkeypatch
+        self._decode = engine_module.llama_lib.llama_decode
+        self._held, self._release = threading.Event(), threading.Event()
+
+        def holding(ctx: object, batch: llama_lib.llama_batch) -> int:
+            self._held.set()
+            assert self._release.wait(60)
+            return self._decode(ctx, batch)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(engine_module.llama_lib, "llama_decode", holding)
+        assert self._held.wait(60)
+
+    def release(self) -> None:
+        self._monkeypatch.setattr(engine_module.llama_lib, "llama_decode", self._decode)
+        self._release.set()
+
+
 def test_cached_prompts_join_the_decoding_batch(engine: BatchEngine, decode_batches: list[list[int]], monkeypatch: pytest.MonkeyPatch) -> None:
     """Three requests whose prompts are cached (one token each to evaluate again) arrive
     while another sequence decodes: the next step evaluates all three last tokens in the
@@ -126,22 +148,28 @@ def test_cached_prompts_join_the_decoding_batch(engine: BatchEngine, decode_batc
     fill_slots_in_order(engine)
     running = submit(engine, PROMPTS[0] + " and", 400)
     assert running.started.wait(60)
-    held, release = threading.Event(), threading.Event()
-    decode = engine_module.llama_lib.llama_decode
-
-    def holding(ctx: object, batch: llama_lib.llama_batch) -> int:
-        held.set()
-        assert release.wait(60)
-        return decode(ctx, batch)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(engine_module.llama_lib, "llama_decode", holding)
-    assert held.wait(60)  # the engine waits inside a step
+    held = HeldEngine(monkeypatch)
     waiting = [submit(engine, prompt, 2) for prompt in PROMPTS[1:]]
     decode_batches.clear()
-    monkeypatch.setattr(engine_module.llama_lib, "llama_decode", decode)
-    release.set()
+    held.release()
     for stream in waiting:
         stream.wait()
     assert all(s.chunks[-1].prompt_cached_count == s.chunks[-1].prompt_eval_count - 1 for s in waiting)
     assert decode_batches and decode_batches[0] == [0, 1, 2, 3], decode_batches
+    running.wait()
+
+
+def test_a_copied_cache_never_overwrites_one_a_waiting_request_needs(engine: BatchEngine, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Slot 2's conversation continues beside slot 0's: its cache would be copied to slot 1,
+    but the request that continues slot 1's conversation is waiting too, so slot 1 keeps
+    its cache and both continue from their caches."""
+    fill_slots_in_order(engine)
+    running = submit(engine, PROMPTS[0] + " and", 400)
+    assert running.started.wait(60)
+    held = HeldEngine(monkeypatch)
+    waiting = [submit(engine, PROMPTS[i] + " and", 4) for i in (2, 1)]
+    held.release()
+    for stream in waiting:
+        stream.wait()
+    assert all(s.chunks[-1].prompt_cached_count == s.chunks[-1].prompt_eval_count - 1 for s in waiting)
     running.wait()
