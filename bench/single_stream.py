@@ -49,10 +49,15 @@ async def main_async(args: argparse.Namespace) -> None:
     from ollamapy.runner.backends import load_backends
 
     load_backends()  # the runner's CPU variant, before llama_cpp.Llama loads the model
-    options = {"temperature": 0.0, "seed": args.seed, "num_predict": args.tokens, "num_ctx": args.ctx, "num_batch": args.batch, "num_thread": args.threads}
+    # The same work on both sides: no repetition penalty (llama-cpp-python's default; Ollama's
+    # is 1.1) and flash attention (the server's choice on a CPU).
+    options = {
+        "temperature": 0.0, "seed": args.seed, "num_predict": args.tokens, "num_ctx": args.ctx, "num_batch": args.batch,
+        "num_thread": args.threads, "repeat_penalty": 1.0,
+    }
     llm = llama_cpp.Llama(
         str(gemma_path()), n_ctx=args.ctx, n_batch=args.batch, n_ubatch=args.batch, n_threads=args.threads,
-        n_threads_batch=args.threads, seed=args.seed, verbose=False,
+        n_threads_batch=args.threads, seed=args.seed, flash_attn=True, verbose=False,
     )
     ours: list[Stream] = []
     theirs: list[Stream] = []
