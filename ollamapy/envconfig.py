@@ -380,6 +380,12 @@ def origins() -> list[str]:
     return allowed
 
 
+def cpu_backend() -> str:
+    """``OLLAMAPY_CPU_BACKEND``: the llama.cpp CPU kernel variant runners load, unchecked
+    (empty: the one the server's check chose)."""
+    return var("OLLAMAPY_CPU_BACKEND")
+
+
 def api_version() -> str:
     """``OLLAMAPY_API_VERSION``: the Ollama version ollamapy reports on ``/api/version`` (default ``0.33.0``)."""
     return var("OLLAMAPY_API_VERSION") or _DEFAULT_API_VERSION
@@ -535,6 +541,7 @@ _SETTINGS: tuple[_Setting, ...] = (
     ),
     _Setting("OLLAMA_NOPRUNE", noprune, "Do not prune model blobs on startup"),
     _Setting("OLLAMAPY_API_VERSION", api_version, 'Ollama API version reported on /api/version (default "0.33.0")'),
+    _Setting("OLLAMAPY_CPU_BACKEND", cpu_backend, "llama.cpp CPU kernel variant to load, unchecked (e.g. haswell; default: the best one that passes a check)"),
     _Setting(
         "OLLAMAPY_SHUTDOWN_GRACE",
         shutdown_grace,

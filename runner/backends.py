@@ -51,6 +51,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ollamapy import envconfig
+
 __all__ = [
     "BUILT_IN",
     "CPU_BACKEND_ENV",
@@ -310,7 +312,7 @@ def choose_cpu_variant(variants: Mapping[str, Path], *, check_command: CheckComm
     """The variant to load among ``variants``: the one ``OLLAMAPY_CPU_BACKEND`` names, else
     the cached choice for these files on this CPU, else the best one whose check passes
     (``check_command`` makes the check's command line; the choice is then cached)."""
-    forced = os.environ.get(CPU_BACKEND_ENV)
+    forced = envconfig.cpu_backend()
     if forced:
         if forced not in variants:
             raise RuntimeError(f"{CPU_BACKEND_ENV}={forced}: no such CPU backend (installed: {', '.join(sorted(variants))})")

@@ -71,6 +71,7 @@ _SERVE_ENV = (
     "OLLAMA_LOAD_TIMEOUT",
     "OLLAMAPY_API_VERSION",
     "OLLAMAPY_SHUTDOWN_GRACE",
+    "OLLAMAPY_CPU_BACKEND",
 )
 """The variables ``serve --help`` documents: Ollama's list for ``serve``, in its order, plus ollamapy's own."""
 
