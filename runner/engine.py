@@ -490,14 +490,16 @@ class BatchEngine:
             """-1 fills a gap between two busy slots, 0 extends a run, +1 starts a new one."""
             return 1 - (slot.seq_id - 1 in busy) - (slot.seq_id + 1 in busy) if busy else 0
 
-        wanted = self._wanted_by_waiting(free)
         if common > 0 and (common == len(best.cached) or common >= SLOT_PROMPT_SIMILARITY * len(window)):
             if runs_added(best) > 0:
+                wanted = self._wanted_by_waiting([slot for slot in free if slot.cached])
                 targets = [slot for slot in free if slot is not best and slot.seq_id not in wanted]
                 target = min(targets, key=lambda slot: (runs_added(slot), bool(slot.cached), slot.last_used), default=None)
                 if target is not None and runs_added(target) <= 0:
                     return self._copy_cache(best, target), common
             return best, common
+        # Only a slot with a cache can be wanted: with an empty one free, nothing is lost.
+        wanted = set() if any(not slot.cached for slot in free) else self._wanted_by_waiting(free)
         return min(scored, key=lambda sc: (sc[0].seq_id in wanted, bool(sc[0].cached), runs_added(sc[0]), sc[0].last_used))
 
     def _wanted_by_waiting(self, free: list[_Slot]) -> set[int]:
@@ -507,7 +509,7 @@ class BatchEngine:
         with self._lock:
             windows = [job.window for job in self._waiting if isinstance(job, _Sequence)]
         wanted: set[int] = set()
-        for window in windows:
+        for window in windows if free else ():
             common, seq_id = max((_common_prefix(slot.cached, window, len(window) - 1), slot.seq_id) for slot in free)
             if common > 0:
                 wanted.add(seq_id)
@@ -882,8 +884,10 @@ def _seq_id(sequence: _Sequence) -> int:
 def _common_prefix(cached: list[int], tokens: list[int], limit: int) -> int:
     """Length of the common prefix of ``cached`` and ``tokens[:limit]``."""
     n = min(len(cached), limit)
-    if n <= 0:
+    if n <= 0 or cached[0] != tokens[0]:
         return 0
+    if cached[:n] == tokens[:n]:  # a list comparison in C: the common case of a reused cache
+        return n
     a = np.asarray(cached[:n])
     b = np.asarray(tokens[:n])
     mismatch = np.flatnonzero(a != b)
