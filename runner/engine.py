@@ -506,10 +506,12 @@ class BatchEngine:
         """The seq ids of the free slots whose cache is the best prefix of a request still
         waiting (requests that arrive together): a new request or a copied cache goes
         elsewhere, if it can, rather than make that request evaluate its prompt again."""
+        if not free:
+            return set()
         with self._lock:
             windows = [job.window for job in self._waiting if isinstance(job, _Sequence)]
         wanted: set[int] = set()
-        for window in windows if free else ():
+        for window in windows:
             common, seq_id = max((_common_prefix(slot.cached, window, len(window) - 1), slot.seq_id) for slot in free)
             if common > 0:
                 wanted.add(seq_id)
