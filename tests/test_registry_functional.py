@@ -40,6 +40,7 @@ from ollamapy.registry import TransferSettings, ensure_keypair
 from ollamapy.supervisor.app import create_app
 from ollamapy.supervisor.routes.registry import setup_registry_routes
 from ollamapy.testing.api import free_port
+from ollamapy.testing.page_cache import cached_pages, page_cache_can_drop
 from tests.test_cli import run as run_cli
 from tests.test_cli import serving
 
@@ -450,6 +451,8 @@ async def test_push_delete_pull_round_trip(client: TestClient, models_dir: Path,
     for d in digests:
         assert [e for e in events if e.get("digest") == d][-1]["completed"] == len(blobs[d])
     assert manifest_file.read_bytes() == manifest_bytes
+    if page_cache_can_drop(models_dir / "blobs"):  # the first load reads the weights back in large folios
+        assert cached_pages(models_dir / "blobs" / digest.replace(":", "-")) == 0
     for d, data in blobs.items():
         assert (models_dir / "blobs" / d.replace(":", "-")).read_bytes() == data
     tags = await (await client.get("/api/tags")).json()

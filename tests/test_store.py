@@ -27,6 +27,7 @@ from ollamapy.store.model_store import (
     encode_json,
 )
 from ollamapy.store.names import ModelName
+from ollamapy.testing.page_cache import cached_pages, page_cache_can_drop
 
 HOUR = 3600.0
 
@@ -443,3 +444,20 @@ def test_add_blob_file_streams_a_file_in(models_dir: Path, tmp_path: Path) -> No
     assert store.blob_path(layer.digest).read_bytes() == data
     assert store.add_blob_bytes(data, MEDIA_TYPE_MODEL) == layer
     assert _blob_files(models_dir) == {f"sha256-{_sha(data)}"}
+
+
+def test_written_blob_leaves_the_page_cache(models_dir: Path, tmp_path: Path) -> None:
+    """A runner maps the blob: pages left cached by the writes would be mapped 4 KiB at a
+    time, while pages read back by readahead come in large folios (2 MiB mappings)."""
+    store = ModelStore(models_dir)
+    store.blobs_dir.mkdir(parents=True)
+    if not page_cache_can_drop(store.blobs_dir):
+        pytest.skip("this filesystem keeps file pages cached (tmpfs)")
+    source = tmp_path / "weights.gguf"
+    source.write_bytes(os.urandom(3 * (1 << 20)))
+    layer = store.add_blob_file(source, MEDIA_TYPE_MODEL)
+    assert cached_pages(store.blob_path(layer.digest)) == 0
+    with store.open_blob_writer() as writer:  # an upload through /api/blobs
+        writer.write(os.urandom(1 << 20))
+        writer.commit()
+    assert cached_pages(store.blob_path(writer.digest)) == 0

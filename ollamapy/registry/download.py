@@ -49,7 +49,7 @@ from ollamapy.registry.transfer import (
     watch,
 )
 from ollamapy.registry.urls import hostname, resolve
-from ollamapy.store.model_store import Layer, ModelStore, encode_json
+from ollamapy.store.model_store import Layer, ModelStore, encode_json, release_page_cache
 
 __all__ = ["BlobDownload", "DigestMismatch", "Downloads"]
 
@@ -400,6 +400,7 @@ class BlobDownload:
         while chunk := os.pread(fd, _FLUSH_BYTES, offset):
             sha.update(chunk)
             offset += len(chunk)
+        release_page_cache(fd)
         got = f"sha256:{sha.hexdigest()}"
         if got != self.digest.lower().replace("-", ":", 1):
             self._discard()
