@@ -2,10 +2,10 @@
 
 The runner's HTTP server only talks to an ``Engine``. ``BatchEngine`` serves up to
 ``num_parallel`` requests at once, each a *sequence* with its own KV stream, from one
-engine thread that repeats a *step*: admit waiting requests into free slots, decode every
-decoding sequence's next token (and every prompt's last token) in one ``llama_batch``,
-evaluate one chunk of a pending prompt, and sample each sequence that produced logits with
-its own sampler (seed, grammar, penalties). So:
+engine thread that repeats a *step*: admit waiting requests into free slots, evaluate one
+chunk of a pending prompt, decode every decoding sequence's next token (and every prompt's
+last token) in one ``llama_batch``, and sample each sequence that produced logits with its
+own sampler (seed, grammar, penalties). So:
 
 * a new request joins at the next step; its prompt is evaluated in chunks, small ones while
   other sequences are decoding, so they are not starved;
@@ -555,27 +555,31 @@ class BatchEngine:
             self._end(sequence, free_kv=True)
 
     def _step(self) -> None:
-        """Decode every decoding sequence's next token together, with every prompt that has
-        one token left to evaluate (a cached prompt's last token, or a chunk's remainder);
-        then evaluate one chunk of the oldest pending prompt on its own.
+        """Evaluate one chunk of the oldest pending prompt on its own, then decode every
+        decoding sequence's next token together with every prompt that has one token left
+        to evaluate (a cached prompt's last token, or the one a chunk left).
 
         A prompt's chunks of several tokens never share a ``llama_decode`` with other
         sequences: the kernels llama.cpp picks depend on the batch's shape, and this way a
         sequence's prompt is computed exactly as it would be alone, so greedy output does not
         depend on its neighbours. A single token is computed as every decoding token is, so
-        requests with cached prompts that arrive together get their first tokens from one
-        step, not one step each.
+        a chunk that ends its prompt leaves the last token to the batch when there is one:
+        the new sequence then takes its seq id's place in the batch at once (no gap that
+        would split it, see below) and gets its first token with the others' next ones, and
+        requests with cached prompts that arrive together get theirs from one step.
         """
         # In seq-id order: llama.cpp splits a batch over per-sequence KV streams into one
         # ubatch per run of consecutive seq ids, and eight ubatches of one token cost
         # about twice one ubatch of eight.
-        single = sorted((s for s in self._running if s.next_token is not None or self._one_prompt_token_left(s)), key=_seq_id)
-        if single:
-            self._decode(single)
-        prompt = next((s for s in self._running if s.pending and not s.ticket.cancelled), None)
+        batch = [s for s in self._running if s.next_token is not None or self._one_prompt_token_left(s)]
+        prompt = next((s for s in self._running if s.pending and s not in batch and not s.ticket.cancelled), None)
         if prompt is not None:
-            busy = any(s.next_token is not None for s in self._running)
-            self._prefill(prompt, PREFILL_CHUNK_WHILE_DECODING if busy else self._n_batch)
+            decoding = any(s.next_token is not None for s in batch)
+            self._prefill(prompt, PREFILL_CHUNK_WHILE_DECODING if decoding else self._n_batch, leave_last=bool(batch))
+            if self._one_prompt_token_left(prompt):
+                batch.append(prompt)
+        if batch:
+            self._decode(sorted(batch, key=_seq_id))
 
     @staticmethod
     def _one_prompt_token_left(sequence: _Sequence) -> bool:
@@ -605,7 +609,9 @@ class BatchEngine:
             sequence.next_token = None
             self._sample(sequence, index)
 
-    def _prefill(self, sequence: _Sequence, limit: int) -> None:
+    def _prefill(self, sequence: _Sequence, limit: int, *, leave_last: bool) -> None:
+        """Evaluate up to ``limit`` of the prompt's next tokens (or its next image); with
+        ``leave_last``, a text chunk stops short of the prompt's last token."""
         assert sequence.slot is not None
         ctx = self._model.ctx
         vision = sequence.vision
@@ -616,7 +622,7 @@ class BatchEngine:
                 self._prefill_image(sequence, image)
                 return
             limit = min(limit, vision.next_image(at) - at)
-        take = min(len(sequence.pending), limit)
+        take = min(len(sequence.pending) - (1 if leave_last else 0), limit)
         last = take == len(sequence.pending)
         start = len(sequence.slot.cached)
         n = 0

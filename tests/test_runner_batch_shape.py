@@ -173,3 +173,30 @@ def test_a_copied_cache_never_overwrites_one_a_waiting_request_needs(engine: Bat
         stream.wait()
     assert all(s.chunks[-1].prompt_cached_count == s.chunks[-1].prompt_eval_count - 1 for s in waiting)
     running.wait()
+
+
+def test_a_new_prompt_leaves_its_last_token_to_the_decoding_batch(engine: BatchEngine, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A prompt that arrives while another sequence decodes is evaluated alone but for its
+    last token, which the same step decodes with the other sequence's next one: the new
+    sequence is in the batch (its seq id's place taken, no gap) from its first token on."""
+    fill_slots_in_order(engine)
+    running = submit(engine, PROMPTS[0] + " and", 400)
+    assert running.started.wait(60)
+    calls: list[list[int]] = []
+    decode = engine_module.llama_lib.llama_decode
+
+    def recording(ctx: object, batch: llama_lib.llama_batch) -> int:
+        calls.append([batch.seq_id[i][0] for i in range(batch.n_tokens)])
+        return decode(ctx, batch)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(engine_module.llama_lib, "llama_decode", recording)
+    held = HeldEngine(monkeypatch)
+    new = submit(engine, "a brand new conversation about something else", 4)
+    held.release()
+    new.wait()
+    done = new.chunks[-1]
+    evaluated = done.prompt_eval_count - done.prompt_cached_count
+    first = next(i for i, call in enumerate(calls) if 1 in call)
+    assert calls[first] == [1] * (evaluated - 1), calls[: first + 2]
+    assert calls[first + 1] == [0, 1], calls[: first + 2]
+    running.wait()
