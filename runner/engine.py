@@ -8,7 +8,9 @@ last token) in one ``llama_batch``, and sample each sequence that produced logit
 own sampler (seed, grammar, penalties). So:
 
 * a new request joins at the next step; its prompt is evaluated in chunks, small ones while
-  other sequences are decoding, so they are not starved;
+  other sequences are decoding, so they are not starved; an idle engine starts once a burst
+  of requests has stopped arriving (``ARRIVAL_QUIET``), so requests sent together share
+  their first step;
 * each sequence has its own stop strings, ``num_predict``, logprobs, context window of
   ``num_ctx // num_parallel`` tokens and context shift (or ``length``);
 * a cancelled sequence stops within one step and its KV cells are freed at once; a long
@@ -61,7 +63,7 @@ from .sampling import GrammarGate, TokenSampler, build_sampler, grammar_text
 from .textstream import OutputFilter
 from .vision import ImageSpan, Vision, VisionPrompt
 
-__all__ = ["MAX_TOKEN_REPEAT", "PREFILL_CHUNK_WHILE_DECODING", "SLOT_PROMPT_SIMILARITY", "BatchEngine", "ChunkSink", "Engine", "Ticket"]
+__all__ = ["ARRIVAL_QUIET", "ARRIVAL_WAIT_MAX", "MAX_TOKEN_REPEAT", "PREFILL_CHUNK_WHILE_DECODING", "SLOT_PROMPT_SIMILARITY", "BatchEngine", "ChunkSink", "Engine", "Ticket"]
 
 log = logging.getLogger("ollamapy.runner")
 
@@ -75,6 +77,15 @@ share of the prompt (llama-server's ``--slot-prompt-similarity`` default)."""
 PREFILL_CHUNK_WHILE_DECODING = 64
 """Prompt tokens evaluated per step while other sequences decode: bounds the pause a new
 request's prompt puts between their tokens. Alone, a prompt goes ``num_batch`` at a time."""
+
+ARRIVAL_QUIET = 0.001
+"""Seconds without a new request after which an idle engine starts its first step. A burst
+of requests (clients that start together) reaches the runner one by one, a fraction of a
+millisecond apart, through the front process; waiting for the burst to end lets them share
+the first step (cached prompts decode together) instead of all but the first waiting out a
+step of one. A lone request pays this once."""
+ARRIVAL_WAIT_MAX = 0.005
+"""Seconds an idle engine waits for a burst at most, however closely requests follow."""
 
 _WHITESPACE = b" \t\n\r\v\f"
 _DECODE_ABORTED = 2
@@ -396,8 +407,12 @@ class BatchEngine:
     def _run(self) -> None:
         while True:
             with self._lock:
+                idle = False
                 while not self._closing and not self._running and not self._admissible():
+                    idle = True
                     self._wake_cond.wait()
+                if idle:
+                    self._await_burst()
                 if self._closing:
                     break
             try:
@@ -411,6 +426,16 @@ class BatchEngine:
                     self._end(sequence, error=err)
             finally:
                 self._flush()
+
+    def _await_burst(self) -> None:
+        """Work arrived at an idle engine: wait (``_lock`` held) until requests stop arriving
+        for ``ARRIVAL_QUIET``, the free slots are taken, or ``ARRIVAL_WAIT_MAX`` is up."""
+        deadline = time.monotonic() + ARRIVAL_WAIT_MAX
+        free = sum(not slot.busy for slot in self._slots)
+        while not self._closing and len(self._waiting) < free:
+            timeout = min(ARRIVAL_QUIET, deadline - time.monotonic())
+            if timeout <= 0 or not self._wake_cond.wait(timeout):
+                return
 
     def _emit(self, sink: ChunkSink, item: CompletionChunk | BaseException | None) -> None:
         """Queue an item for ``sink``; the step's items are delivered together by ``_flush``."""

@@ -9,6 +9,7 @@ record the seq ids of every ``llama_decode`` call that decodes several sequences
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -200,3 +201,24 @@ def test_a_new_prompt_leaves_its_last_token_to_the_decoding_batch(engine: BatchE
     assert calls[first] == [1] * (evaluated - 1), calls[: first + 2]
     assert calls[first + 1] == [0, 1], calls[: first + 2]
     running.wait()
+
+
+def test_requests_arriving_together_at_an_idle_engine_share_the_first_step(
+    engine: BatchEngine, decode_batches: list[list[int]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Clients that start together reach the runner one by one through the front: an idle
+    engine waits for the burst to end, so four returning conversations get their first
+    tokens from one step instead of the first going alone. (The quiet period is stretched
+    here so a slow test machine cannot break the burst up.)"""
+    fill_slots_in_order(engine)
+    monkeypatch.setattr(engine_module, "ARRIVAL_QUIET", 0.5)
+    monkeypatch.setattr(engine_module, "ARRIVAL_WAIT_MAX", 5.0)
+    decode_batches.clear()
+    streams = []
+    for prompt in PROMPTS:
+        streams.append(submit(engine, prompt, 2))
+        time.sleep(0.02)  # far longer than a decode step of the tiny model
+    for stream in streams:
+        stream.wait()
+    assert all(s.chunks[-1].prompt_cached_count == s.chunks[-1].prompt_eval_count - 1 for s in streams)
+    assert decode_batches and decode_batches[0] == [0, 1, 2, 3], decode_batches
