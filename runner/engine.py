@@ -20,8 +20,8 @@ own sampler (seed, grammar, penalties). So:
   prefix with its prompt (a growing chat does not re-evaluate its history) when that
   prefix is substantial, else an empty or the least recently used free slot;
 * each step's batch lists the sequences in seq-id order, new requests take slots next to
-  busy ones and a reused cache is copied next to them: llama.cpp decodes each run of
-  consecutive seq ids as its own ubatch;
+  busy ones and a reused cache trades places with a free slot next to them: llama.cpp
+  decodes each run of consecutive seq ids as its own ubatch;
 * images (``runner.vision``) are part of the prompt's token list as pseudo-tokens keyed by
   their content hash; a step evaluates either a run of text tokens or one whole image, and
   a prefix cache is only ever kept up to an image's start or end, never inside one;
@@ -499,10 +499,10 @@ class BatchEngine:
         ``SLOT_PROMPT_SIMILARITY`` of the prompt (llama-server's rule). Otherwise an empty
         slot, else the least recently used one, so a chance match of a few tokens never
         evicts another conversation's cache; among those, one that joins busy slots,
-        which keeps the busy seq ids in few runs (see ``_step``). A cache worth reusing
-        whose slot would start a new run is copied next to the busy ones first. A slot
-        whose cache a waiting request wants is the last choice for either. Returns the
-        slot and the prefix length to keep."""
+        which keeps the busy seq ids in few runs (see ``_step``), and a slot whose cache a
+        waiting request wants last. A cache worth reusing whose slot would start a new run
+        first trades places with a free slot next to the busy ones. Returns the slot and
+        the prefix length to keep."""
         free = [slot for slot in self._slots if not slot.busy]
         # At least the last prompt token is always evaluated again, so fresh logits exist.
         scored = [(slot, _common_prefix(slot.cached, window, len(window) - 1)) for slot in free]
@@ -517,11 +517,10 @@ class BatchEngine:
 
         if common > 0 and (common == len(best.cached) or common >= SLOT_PROMPT_SIMILARITY * len(window)):
             if runs_added(best) > 0:
-                wanted = self._wanted_by_waiting([slot for slot in free if slot.cached])
-                targets = [slot for slot in free if slot is not best and slot.seq_id not in wanted]
+                targets = [slot for slot in free if slot is not best]
                 target = min(targets, key=lambda slot: (runs_added(slot), bool(slot.cached), slot.last_used), default=None)
                 if target is not None and runs_added(target) <= 0:
-                    return self._copy_cache(best, target), common
+                    return target, common if self._swap_caches(best, target) else 0
             return best, common
         # Only a slot with a cache can be wanted: with an empty one free, nothing is lost.
         wanted = set() if any(not slot.cached for slot in free) else self._wanted_by_waiting(free)
@@ -529,10 +528,8 @@ class BatchEngine:
 
     def _wanted_by_waiting(self, free: list[_Slot]) -> set[int]:
         """The seq ids of the free slots whose cache is the best prefix of a request still
-        waiting (requests that arrive together): a new request or a copied cache goes
-        elsewhere, if it can, rather than make that request evaluate its prompt again."""
-        if not free:
-            return set()
+        waiting (requests that arrive together): a new request goes elsewhere, if it can,
+        rather than make that request evaluate its prompt again."""
         with self._lock:
             windows = [job.window for job in self._waiting if isinstance(job, _Sequence)]
         wanted: set[int] = set()
@@ -542,15 +539,37 @@ class BatchEngine:
                 wanted.add(seq_id)
         return wanted
 
-    def _copy_cache(self, source: _Slot, target: _Slot) -> _Slot:
-        """Give ``target`` a copy of ``source``'s cache (its whole KV stream, copied inside
-        llama.cpp at the next decode: for Gemma 3 270M with 2048 cells a sequence, 36 MB,
-        a fraction of the decode step a batch split in two would cost every token)."""
-        assert self._model.memory is not None
-        llama_lib.llama_memory_seq_cp(self._model.memory, source.seq_id, target.seq_id, -1, -1)
-        target.cached = list(source.cached)
-        log.info("cached prefix of %d tokens copied from slot %d to slot %d, next to the busy ones", len(source.cached), source.seq_id, target.seq_id)
-        return target
+    def _swap_caches(self, source: _Slot, target: _Slot) -> bool:
+        """Exchange two free slots' caches: ``source``'s moves to ``target`` and ``target``'s,
+        which another conversation may come back to, to ``source`` instead of being lost.
+        Only the cells the slots use travel, through host memory (for Gemma 3 270M, 18 KB a
+        token). False if llama.cpp refused (both slots are then emptied)."""
+        ctx = self._model.ctx
+        moving = self._cells(source)
+        staying = self._cells(target) if target.cached else None
+        restored = bool(llama_lib.llama_state_seq_set_data(ctx, moving, len(moving), target.seq_id))
+        if restored and staying is not None:
+            restored = bool(llama_lib.llama_state_seq_set_data(ctx, staying, len(staying), source.seq_id))
+        elif restored:
+            self._forget(source, 0)
+        if not restored:
+            log.warning("moving the prefix cache of slot %d to slot %d failed; both are emptied", source.seq_id, target.seq_id)
+            self._forget(source, 0)
+            self._forget(target, 0)
+            return False
+        source.cached, target.cached = target.cached, source.cached
+        source.last_used, target.last_used = target.last_used, source.last_used
+        log.info("cached prefix of %d tokens moved from slot %d to slot %d, next to the busy ones", len(target.cached), source.seq_id, target.seq_id)
+        return True
+
+    def _cells(self, slot: _Slot) -> ctypes.Array[ctypes.c_uint8]:
+        """The slot's KV cells as llama.cpp saves a sequence's state."""
+        ctx = self._model.ctx
+        size = llama_lib.llama_state_seq_get_size(ctx, slot.seq_id)
+        cells = (ctypes.c_uint8 * size)()
+        if llama_lib.llama_state_seq_get_data(ctx, cells, size, slot.seq_id) != size:
+            raise RuntimeError(f"saving the KV cells of slot {slot.seq_id} failed")
+        return cells
 
     def _forget(self, slot: _Slot, keep: int) -> bool:
         """Drop the slot's KV from position ``keep`` on; False if only all of it could go."""

@@ -160,20 +160,23 @@ def test_cached_prompts_join_the_decoding_batch(engine: BatchEngine, decode_batc
     running.wait()
 
 
-def test_a_copied_cache_never_overwrites_one_a_waiting_request_needs(engine: BatchEngine, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Slot 2's conversation continues beside slot 0's: its cache would be copied to slot 1,
-    but the request that continues slot 1's conversation is waiting too, so slot 1 keeps
-    its cache and both continue from their caches."""
+def test_a_moved_cache_costs_no_other_conversation_its_cache(engine: BatchEngine, decode_batches: list[list[int]]) -> None:
+    """Slot 2's conversation continues beside slot 0's: its cache trades places with slot
+    1's. Slot 1's conversation, coming back later, still finds its own cache (in slot 2)
+    and continues from it beside the two busy ones."""
     fill_slots_in_order(engine)
     running = submit(engine, PROMPTS[0] + " and", 400)
     assert running.started.wait(60)
-    held = HeldEngine(monkeypatch)
-    waiting = [submit(engine, PROMPTS[i] + " and", 4) for i in (2, 1)]
-    held.release()
-    for stream in waiting:
-        stream.wait()
-    assert all(s.chunks[-1].prompt_cached_count == s.chunks[-1].prompt_eval_count - 1 for s in waiting)
+    second = submit(engine, PROMPTS[2] + " and", 400)
+    assert second.started.wait(60)
+    decode_batches.clear()
+    third = submit(engine, PROMPTS[1] + " and", 4)
+    third.wait()
     running.wait()
+    second.wait()
+    for stream in (second, third):
+        assert stream.chunks[-1].prompt_cached_count == stream.chunks[-1].prompt_eval_count - 1
+    assert any(sorted(set(batch)) == [0, 1, 2] for batch in decode_batches), decode_batches
 
 
 def test_a_new_prompt_leaves_its_last_token_to_the_decoding_batch(engine: BatchEngine, monkeypatch: pytest.MonkeyPatch) -> None:

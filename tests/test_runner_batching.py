@@ -210,8 +210,9 @@ async def test_a_free_slot_with_the_longest_shared_prefix_is_reused(runner: Runn
 @pytest.mark.asyncio(loop_scope="module")
 async def test_a_reused_cache_moves_next_to_the_busy_slots(sharp_gguf: Path) -> None:
     """A conversation whose cache sits in slot 2 continues while another one decodes on
-    slot 0: its cache is copied into slot 1, beside the busy one (llama.cpp would otherwise
-    decode the two as separate passes), and it answers as it does alone, from its cache."""
+    slot 0: its cache trades places with slot 1's, beside the busy one (llama.cpp would
+    otherwise decode the two as separate passes), and it answers as it does alone, from its
+    cache; so does the conversation whose cache went to slot 2."""
     runner = await start(LoadSpec(model_path=str(sharp_gguf), num_ctx=4 * 256, num_parallel=4, flash_attn=True))
     try:
         histories = [f"{word} " * 12 for word in ("sky", "grass", "zebra", "ocean")]
@@ -226,7 +227,15 @@ async def test_a_reused_cache_moves_next_to_the_busy_slots(sharp_gguf: Path) -> 
             await busy.aclose()
         assert text == alone
         assert chunks[-1].prompt_cached_count == chunks[-1].prompt_eval_count - 1
-        assert "copied from slot 2 to slot 1" in runner.stderr_tail
+        assert "moved from slot 2 to slot 1" in runner.stderr_tail
+        # slot 1's conversation, moved to slot 2, continues from its cache as it would have
+        other, other_chunks = await complete(runner, prompt=histories[1] + "green", num_predict=12, grammar=FOREVER_GRAMMAR)
+        assert other_chunks[-1].prompt_cached_count > other_chunks[-1].prompt_eval_count // 2
+        fresh = await start(LoadSpec(model_path=str(sharp_gguf), num_ctx=4 * 256, num_parallel=4, flash_attn=True))
+        try:
+            assert other == (await complete(fresh, prompt=histories[1] + "green", num_predict=12, grammar=FOREVER_GRAMMAR))[0]
+        finally:
+            await fresh.close()
     finally:
         await runner.close()
 
