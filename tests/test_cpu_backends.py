@@ -6,6 +6,8 @@ variant whose check dies is skipped, and that ``/api/ps`` names the variant runn
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -117,6 +119,41 @@ async def greedy_text(tiny_gguf: Path, variant: str) -> str:
         return "".join([chunk.content async for chunk in runner.completion(request)])
     finally:
         await runner.close()
+
+
+def gpu_module_without_its_driver(directory: Path) -> Path:
+    """A ``libggml-cuda.so`` that needs ``libcuda.so.1``, which is not there: what the CUDA
+    image's module meets in a container started without ``--gpus``."""
+    stub, module = directory / "libcuda.so.1", directory / "libggml-cuda.so"
+    (directory / "stub.c").write_text("int cuInit(unsigned flags) { return 0; }\n")
+    (directory / "module.c").write_text("int cuInit(unsigned flags);\nint ggml_backend_score(void) { return cuInit(0) + 1; }\n")
+    subprocess.run(["cc", "-shared", "-fPIC", "-Wl,-soname,libcuda.so.1", "-o", str(stub), str(directory / "stub.c")], check=True)
+    subprocess.run(["cc", "-shared", "-fPIC", "-o", str(module), str(directory / "module.c"), str(stub)], check=True)
+    stub.unlink()
+    return module
+
+
+def test_a_gpu_module_whose_driver_is_missing_is_left_out(variants: dict[str, Path], tiny_gguf: Path, tmp_path: Path) -> None:
+    """The GPU images on a host without a GPU: the GPU module does not load (llama.cpp logs
+    why), the CPU variant does, and the model generates on the CPU."""
+    if shutil.which("cc") is None:
+        pytest.skip("needs a C compiler")
+    module = gpu_module_without_its_driver(tmp_path)
+    script = f"""
+from pathlib import Path
+from llama_cpp import Llama
+from ollamapy.runner import backends
+shipped = backends.installed_modules
+backends.installed_modules = lambda: {{**shipped(), "cuda": Path({str(module)!r})}}
+print("cpu backend", backends.load_backends().name)
+llm = Llama(model_path={str(tiny_gguf)!r}, n_ctx=64, verbose=False)
+print("generated", repr(llm.create_completion("the sky is", max_tokens=4, temperature=0.0)["choices"][0]["text"]))
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert f"cpu backend {select_cpu_backend().name}" in done.stdout
+    assert "generated '" in done.stdout and "generated ''" not in done.stdout
+    assert "libcuda.so.1" in done.stderr  # the reason the module was left out
 
 
 async def test_a_variant_without_avx512_generates_the_same_text(variants: dict[str, Path], tiny_gguf: Path) -> None:
