@@ -550,8 +550,6 @@ class BatchEngine:
         restored = bool(llama_lib.llama_state_seq_set_data(ctx, moving, len(moving), target.seq_id))
         if restored and staying is not None:
             restored = bool(llama_lib.llama_state_seq_set_data(ctx, staying, len(staying), source.seq_id))
-        elif restored:
-            self._forget(source, 0)
         if not restored:
             log.warning("moving the prefix cache of slot %d to slot %d failed; both are emptied", source.seq_id, target.seq_id)
             self._forget(source, 0)
@@ -559,6 +557,8 @@ class BatchEngine:
             return False
         source.cached, target.cached = target.cached, source.cached
         source.last_used, target.last_used = target.last_used, source.last_used
+        if staying is None:
+            self._forget(source, 0)  # the target was empty: so is the source now
         log.info("cached prefix of %d tokens moved from slot %d to slot %d, next to the busy ones", len(target.cached), source.seq_id, target.seq_id)
         return True
 

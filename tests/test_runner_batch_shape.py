@@ -18,7 +18,7 @@ from llama_cpp import llama_cpp as llama_lib
 
 from ollamapy.api.runner_protocol import CompletionChunk, CompletionRequest, LoadSpec
 from ollamapy.runner import engine as engine_module
-from ollamapy.runner.engine import BatchEngine
+from ollamapy.runner.engine import BatchEngine, Ticket
 from ollamapy.testing.api import FOREVER_GRAMMAR
 
 pytestmark = [pytest.mark.serving]
@@ -33,6 +33,7 @@ class Stream:
         self.started = threading.Event()
         self.ended = threading.Event()
         self.chunks: list[CompletionChunk] = []
+        self.ticket: Ticket | None = None
 
     def __call__(self, item: CompletionChunk | BaseException | None) -> None:
         if isinstance(item, CompletionChunk):
@@ -71,7 +72,7 @@ def decode_batches(monkeypatch: pytest.MonkeyPatch) -> list[list[int]]:
 
 def submit(engine: BatchEngine, prompt: str, num_predict: int) -> Stream:
     stream = Stream()
-    engine.submit(CompletionRequest(prompt=prompt, temperature=0.0, num_predict=num_predict, grammar=FOREVER_GRAMMAR), stream)
+    stream.ticket = engine.submit(CompletionRequest(prompt=prompt, temperature=0.0, num_predict=num_predict, grammar=FOREVER_GRAMMAR), stream)
     return stream
 
 
@@ -177,6 +178,34 @@ def test_a_moved_cache_costs_no_other_conversation_its_cache(engine: BatchEngine
     for stream in (second, third):
         assert stream.chunks[-1].prompt_cached_count == stream.chunks[-1].prompt_eval_count - 1
     assert any(sorted(set(batch)) == [0, 1, 2] for batch in decode_batches), decode_batches
+
+
+def test_a_cache_moved_into_an_empty_slot_continues_as_it_would_alone(engine: BatchEngine, tiny_gguf: Path, decode_batches: list[list[int]]) -> None:
+    """Slot 1 is empty (its conversation was cancelled, which frees its cells) when slot 2's
+    conversation continues beside slot 0's: the cache moves into slot 1 and the text is the
+    one a runner without any cache gives."""
+    fill_slots_in_order(engine)
+    cancelled = submit(engine, PROMPTS[1] + " and", 400)
+    assert cancelled.started.wait(60)
+    assert cancelled.ticket is not None
+    cancelled.ticket.cancel()
+    cancelled.wait()
+    running = submit(engine, PROMPTS[0] + " and", 400)
+    assert running.started.wait(60)
+    decode_batches.clear()
+    moved = submit(engine, PROMPTS[2] + " and", 8)
+    moved.wait()
+    running.wait()
+    assert moved.chunks[-1].prompt_cached_count == moved.chunks[-1].prompt_eval_count - 1
+    assert any(sorted(set(batch)) == [0, 1] for batch in decode_batches), decode_batches
+    fresh = BatchEngine()
+    fresh.load(LoadSpec(model_path=str(tiny_gguf), num_ctx=4 * 512, num_parallel=4), lambda _progress: True)
+    try:
+        alone = submit(fresh, PROMPTS[2] + " and", 8)
+        alone.wait()
+    finally:
+        fresh.close()
+    assert "".join(c.content for c in moved.chunks) == "".join(c.content for c in alone.chunks)
 
 
 def test_a_new_prompt_leaves_its_last_token_to_the_decoding_batch(engine: BatchEngine, monkeypatch: pytest.MonkeyPatch) -> None:

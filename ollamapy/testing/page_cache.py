@@ -7,6 +7,8 @@ import mmap
 import os
 from pathlib import Path
 
+from ollamapy.store.model_store import release_page_cache
+
 __all__ = ["cached_pages", "page_cache_can_drop"]
 
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -51,7 +53,7 @@ def page_cache_can_drop(directory: Path) -> bool:
         fd = os.open(probe, os.O_RDONLY)
         try:
             os.fsync(fd)
-            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+            release_page_cache(fd)
         finally:
             os.close(fd)
         return cached_pages(probe) == 0
