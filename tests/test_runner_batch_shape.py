@@ -76,6 +76,19 @@ def submit(engine: BatchEngine, prompt: str, num_predict: int) -> Stream:
     return stream
 
 
+def start_decoding(engine: BatchEngine, prompt: str) -> Stream:
+    """A long completion, returned once it produced its first token."""
+    stream = submit(engine, prompt, 400)
+    assert stream.started.wait(60)
+    return stream
+
+
+def from_cache(stream: Stream) -> bool:
+    """The completion evaluated only its prompt's last token: the rest came from a cache."""
+    done = stream.chunks[-1]
+    return done.prompt_cached_count == done.prompt_eval_count - 1
+
+
 def fill_slots_in_order(engine: BatchEngine) -> None:
     """One prompt after the other: PROMPTS[i]'s cache ends up on slot i."""
     for prompt in PROMPTS:
@@ -148,15 +161,14 @@ def test_cached_prompts_join_the_decoding_batch(engine: BatchEngine, decode_batc
     while another sequence decodes: the next step evaluates all three last tokens in the
     decoding batch, not one prompt per step."""
     fill_slots_in_order(engine)
-    running = submit(engine, PROMPTS[0] + " and", 400)
-    assert running.started.wait(60)
+    running = start_decoding(engine, PROMPTS[0] + " and")
     held = HeldEngine(monkeypatch)
     waiting = [submit(engine, prompt, 2) for prompt in PROMPTS[1:]]
     decode_batches.clear()
     held.release()
     for stream in waiting:
         stream.wait()
-    assert all(s.chunks[-1].prompt_cached_count == s.chunks[-1].prompt_eval_count - 1 for s in waiting)
+    assert all(from_cache(s) for s in waiting)
     assert decode_batches and decode_batches[0] == [0, 1, 2, 3], decode_batches
     running.wait()
 
@@ -166,17 +178,14 @@ def test_a_moved_cache_costs_no_other_conversation_its_cache(engine: BatchEngine
     1's. Slot 1's conversation, coming back later, still finds its own cache (in slot 2)
     and continues from it beside the two busy ones."""
     fill_slots_in_order(engine)
-    running = submit(engine, PROMPTS[0] + " and", 400)
-    assert running.started.wait(60)
-    second = submit(engine, PROMPTS[2] + " and", 400)
-    assert second.started.wait(60)
+    running = start_decoding(engine, PROMPTS[0] + " and")
+    second = start_decoding(engine, PROMPTS[2] + " and")
     decode_batches.clear()
     third = submit(engine, PROMPTS[1] + " and", 4)
     third.wait()
     running.wait()
     second.wait()
-    for stream in (second, third):
-        assert stream.chunks[-1].prompt_cached_count == stream.chunks[-1].prompt_eval_count - 1
+    assert from_cache(second) and from_cache(third)
     assert any(sorted(set(batch)) == [0, 1, 2] for batch in decode_batches), decode_batches
 
 
@@ -185,18 +194,16 @@ def test_a_cache_moved_into_an_empty_slot_continues_as_it_would_alone(engine: Ba
     conversation continues beside slot 0's: the cache moves into slot 1 and the text is the
     one a runner without any cache gives."""
     fill_slots_in_order(engine)
-    cancelled = submit(engine, PROMPTS[1] + " and", 400)
-    assert cancelled.started.wait(60)
+    cancelled = start_decoding(engine, PROMPTS[1] + " and")
     assert cancelled.ticket is not None
     cancelled.ticket.cancel()
     cancelled.wait()
-    running = submit(engine, PROMPTS[0] + " and", 400)
-    assert running.started.wait(60)
+    running = start_decoding(engine, PROMPTS[0] + " and")
     decode_batches.clear()
     moved = submit(engine, PROMPTS[2] + " and", 8)
     moved.wait()
     running.wait()
-    assert moved.chunks[-1].prompt_cached_count == moved.chunks[-1].prompt_eval_count - 1
+    assert from_cache(moved)
     assert any(sorted(set(batch)) == [0, 1] for batch in decode_batches), decode_batches
     fresh = BatchEngine()
     fresh.load(LoadSpec(model_path=str(tiny_gguf), num_ctx=4 * 512, num_parallel=4), lambda _progress: True)
@@ -213,8 +220,7 @@ def test_a_new_prompt_leaves_its_last_token_to_the_decoding_batch(engine: BatchE
     last token, which the same step decodes with the other sequence's next one: the new
     sequence is in the batch (its seq id's place taken, no gap) from its first token on."""
     fill_slots_in_order(engine)
-    running = submit(engine, PROMPTS[0] + " and", 400)
-    assert running.started.wait(60)
+    running = start_decoding(engine, PROMPTS[0] + " and")
     calls: list[list[int]] = []
     decode = engine_module.llama_lib.llama_decode
 
@@ -252,5 +258,5 @@ def test_requests_arriving_together_at_an_idle_engine_share_the_first_step(
         time.sleep(0.02)  # far longer than a decode step of the tiny model
     for stream in streams:
         stream.wait()
-    assert all(s.chunks[-1].prompt_cached_count == s.chunks[-1].prompt_eval_count - 1 for s in streams)
+    assert all(from_cache(s) for s in streams)
     assert decode_batches and decode_batches[0] == [0, 1, 2, 3], decode_batches
